@@ -1,0 +1,149 @@
+//! AArch64 support: EL2 without VHE (the hypervisor runs at EL2 with its own
+//! translation regime; guests run at EL1/EL0).
+//!
+//! The entry stub is `boot/aarch64/head.S`, included here; the exception
+//! vectors there call into [`exception`].
+
+pub mod exception;
+
+use super::Privilege;
+use crate::dt::Conduit;
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
+use core::arch::{asm, global_asm};
+
+global_asm!(include_str!("../../../boot/aarch64/head.S"));
+
+/// Architecture name for the log.
+pub const NAME: &str = "aarch64";
+
+/// The exception level the CPU is at now.
+pub fn privilege() -> Privilege {
+    match CurrentEL.read(CurrentEL::EL) {
+        2 => Privilege { is_hyp: true, text: "CurrentEL=2 (EL2)" },
+        1 => Privilege {
+            is_hyp: false,
+            text: "CurrentEL=1 (EL1): entered below the hypervisor level; boot from firmware \
+                   that enters at EL2 (QEMU: -M virt,virtualization=on)",
+        },
+        3 => Privilege { is_hyp: false, text: "CurrentEL=3 (EL3): the drop to EL2 failed" },
+        _ => Privilege { is_hyp: false, text: "CurrentEL=0 (EL0): cannot run here" },
+    }
+}
+
+/// Human-readable name of the level the stub was entered at.
+pub fn entry_level_name(level: usize) -> &'static str {
+    match level {
+        3 => "EL3 (dropped to EL2 by the boot stub)",
+        2 => "EL2",
+        1 => "EL1",
+        _ => "EL0",
+    }
+}
+
+/// Baseline EL2 state for the boot CPU: MMU and D-cache still off (the
+/// early-MMU code turns them on), I-cache on, SP alignment checking on,
+/// alignment checking off, and all interrupts masked.
+pub fn init_cpu() {
+    SCTLR_EL2.modify(
+        SCTLR_EL2::M::Disable
+            + SCTLR_EL2::C::NonCacheable
+            + SCTLR_EL2::A::Disable
+            + SCTLR_EL2::SA::Enable
+            + SCTLR_EL2::I::Cacheable
+            + SCTLR_EL2::EE::Little,
+    );
+    barrier::isb(barrier::SY);
+}
+
+/// The generic timer's physical count.
+pub fn counter() -> u64 {
+    barrier::isb(barrier::SY);
+    CNTPCT_EL0.get()
+}
+
+/// The generic timer's frequency in Hz, as firmware programmed CNTFRQ_EL0.
+pub fn counter_frequency() -> u64 {
+    CNTFRQ_EL0.get()
+}
+
+/// An SMC Calling Convention call (SMC64/SMC32 function IDs) over `conduit`.
+/// Returns x0. x0-x17 are treated as clobbered (SMCCC v1.0 allows it).
+pub fn firmware_call(conduit: Conduit, fid: u32, a1: u64, a2: u64, a3: u64) -> u64 {
+    let mut x0 = fid as u64;
+    // SAFETY: an SMCCC call only changes the registers declared here; the
+    // firmware owns no memory of ours.
+    unsafe {
+        match conduit {
+            Conduit::Smc => asm!("smc #0",
+                inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
+                out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
+                out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
+                out("x15") _, out("x16") _, out("x17") _, options(nostack)),
+            Conduit::Hvc => asm!("hvc #0",
+                inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
+                out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
+                out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
+                out("x15") _, out("x16") _, out("x17") _, options(nostack)),
+        }
+    }
+    x0
+}
+
+/// Stops this CPU for good: interrupts masked, waiting forever.
+pub fn halt() -> ! {
+    DAIF.write(DAIF::D::Masked + DAIF::A::Masked + DAIF::I::Masked + DAIF::F::Masked);
+    loop {
+        aarch64_cpu::asm::wfi();
+    }
+}
+
+/// Enters the crash path from a panic: a `brk` whose immediate tells the
+/// exception handler it was a panic, so the registers at the panic site are
+/// dumped like any other crash.
+pub fn panic_trap() -> ! {
+    // SAFETY: `brk` raises a synchronous exception that the EL2 vectors
+    // handle; the handler never returns.
+    unsafe { asm!("brk #{imm}", imm = const crate::crash::PANIC_BRK_IMM, options(noreturn)) }
+}
+
+/// Faults on purpose, for tests of the crash path.
+pub fn trigger_crash(kind: crate::cmdline::CrashTest) -> ! {
+    use crate::cmdline::CrashTest;
+    match kind {
+        CrashTest::DataAbort => {
+            // An address above any implemented physical address size: with the
+            // MMU off this is an address size fault (with it on, a translation
+            // fault), never a silent read.
+            let p = CRASH_ADDRESS as *const u64;
+            // SAFETY: not safe at all, on purpose: the read faults and the
+            // exception handler reports it and halts.
+            let v = unsafe { core::ptr::read_volatile(p) };
+            panic!("read of {CRASH_ADDRESS:#x} did not fault (got {v:#x})");
+        }
+        // SAFETY: `udf` raises an undefined-instruction exception, handled by
+        // the vectors, which never return.
+        CrashTest::Undefined => unsafe { asm!("udf #0x4a52", options(noreturn)) },
+        CrashTest::Panic => panic!("crash test requested on the command line"),
+    }
+}
+
+/// Address read by `crashtest=abort`.
+pub const CRASH_ADDRESS: u64 = 0x00de_ad00_0000_0000;
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    static boot_stack_bottom: u8;
+    static boot_stack_top: u8;
+}
+
+/// Where the image lies now: [start, end), including BSS.
+pub fn image_bounds() -> (usize, usize) {
+    (&raw const __image_start as usize, &raw const __image_end as usize)
+}
+
+/// The boot CPU's stack: [bottom, top).
+pub fn boot_stack() -> (usize, usize) {
+    (&raw const boot_stack_bottom as usize, &raw const boot_stack_top as usize)
+}

@@ -1,0 +1,33 @@
+//! Architecture support. Everything that touches architectural state —
+//! system registers, exception entry, `smc`/`hvc`, barriers — lives in the
+//! submodule for the architecture being built, and nowhere else.
+//!
+//! Each architecture module provides the same interface:
+//! - `NAME`: the architecture's name for the log;
+//! - `privilege()`: the privilege level the CPU is running at now;
+//! - `init_cpu()`: the boot CPU's baseline hypervisor register state;
+//! - `counter()`, `counter_frequency()`: the generic timer's physical count;
+//! - `firmware_call()`: an SMC Calling Convention call over `smc` or `hvc`;
+//! - `halt()`: stop this CPU for good;
+//! - `panic_trap()`: enter the crash path from a panic;
+//! - `trigger_crash()`: fault on purpose (crash-path tests only);
+//! - `image_bounds()`, `boot_stack()`: where the image and boot stack are.
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::*;
+
+#[cfg(target_arch = "arm")]
+mod armv7;
+#[cfg(target_arch = "arm")]
+pub use armv7::*;
+
+/// The privilege level the boot CPU was found in.
+#[derive(Clone, Copy, Debug)]
+pub struct Privilege {
+    /// True at the hypervisor level (AArch64 EL2, ARMv7 HYP mode).
+    pub is_hyp: bool,
+    /// How the architecture names it, for the log (`CurrentEL=2 (EL2)`).
+    pub text: &'static str,
+}

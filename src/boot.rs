@@ -1,0 +1,156 @@
+//! The boot CPU's path, from the entry stub to running the system.
+//!
+//! `boot/<arch>/` hands over here with the MMU off, on the boot stack, BSS
+//! zeroed and the image's relocations applied. This module is architecture
+//! independent: it brings up the console and log, refuses to run below the
+//! hypervisor level, reads the device tree, prints the banner, and (until
+//! domains exist) powers the machine off.
+
+use crate::arch;
+use crate::cmdline::{self, OptionError};
+use crate::console::{self, pl011::Pl011};
+use crate::dt::{Conduit, DeviceTree};
+use crate::platform::{self, EarlyUart};
+use crate::{logger, psci};
+use log::{error, info, warn};
+
+/// Rust entry point of the boot CPU, called by the stub in `boot/<arch>/`.
+///
+/// `dtb` is the device tree's physical address, `load` the address the image
+/// was loaded at, `entry_level` the privilege level the stub was entered at
+/// (AArch64: the EL number; ARMv7: the CPSR mode bits).
+#[unsafe(no_mangle)]
+pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize) -> ! {
+    if let EarlyUart::Pl011(base) = platform::EARLY_UART {
+        // SAFETY: the platform's early UART is a PL011 at this address, and
+        // with the MMU off every physical address is accessible.
+        console::set_uart(unsafe { Pl011::new(base) });
+    }
+    let privilege = arch::privilege();
+    if !privilege.is_hyp {
+        // Plain writes, no formatting: tell the user exactly why we stop.
+        console::write_str("\nArmature: FATAL: not started at the hypervisor level.\n");
+        console::write_str("Armature: ");
+        console::write_str(privilege.text);
+        console::write_str("\nArmature: halted.\n");
+        arch::halt();
+    }
+    arch::init_cpu();
+    logger::init(log::LevelFilter::Info);
+
+    let (img_start, img_end) = arch::image_bounds();
+    info!("Armature {} ({}, platform {})", crate::VERSION, arch::NAME, platform::NAME);
+    info!("Load address: {load:#x} (image {img_start:#x}-{:#x}, {} KiB)", img_end - 1, (img_end - img_start) / 1024);
+    info!("{}, entered at {}", privilege.text, arch::entry_level_name(entry_level));
+    info!("DTB address: {dtb:#x}");
+
+    // SAFETY: the boot protocol passes the DTB's physical address, and with
+    // the MMU off physical memory is readable. `from_addr` checks the header
+    // before reading further.
+    let dt = match unsafe { DeviceTree::from_addr(dtb) } {
+        Ok(dt) => dt,
+        Err(e) => fatal(format_args!("device tree at {dtb:#x} refused: {e}")),
+    };
+    info!("DTB: {} bytes, valid", dt.total_size());
+
+    let bootargs = dt.bootargs().unwrap_or("");
+    info!("Command line: \"{bootargs}\"");
+    let opts = cmdline::parse(bootargs, |e| match e {
+        OptionError::Unknown(w) => warn!("cmdline: unknown option \"{w}\" ignored"),
+        OptionError::BadValue { name, value } => {
+            warn!("cmdline: bad value \"{value}\" for {name}= ignored")
+        }
+    });
+    logger::set_level(opts.log_level);
+
+    match dt.memory_banks() {
+        Ok(banks) => {
+            info!("Memory: {} bank(s), {} MiB", banks.as_slice().len(), banks.total() >> 20);
+            for (i, b) in banks.as_slice().iter().enumerate() {
+                info!("  bank {i}: {b} ({} MiB)", b.size >> 20);
+            }
+            if banks.dropped() > 0 {
+                warn!("Memory: {} more bank(s) ignored (limit {})", banks.dropped(), crate::dt::MAX_BANKS);
+            }
+        }
+        Err(e) => fatal(format_args!("device tree at {dtb:#x}: {e}")),
+    }
+
+    match dt.stdout() {
+        Ok(out) => {
+            info!("Console: stdout-path \"{}\" -> {} ({}) at {:#x}", out.raw, out.path, out.compatible, out.base);
+            switch_console(out.compatible, out.base);
+        }
+        Err(e) => warn!("Console: {e}; staying on the early console"),
+    }
+
+    match dt.cpu_count() {
+        Ok(n) => info!("CPUs: {n} in /cpus"),
+        Err(e) => warn!("CPUs: {e}"),
+    }
+
+    let conduit = match dt.psci_conduit() {
+        Ok(c) => c,
+        Err(e) => fatal(format_args!("PSCI: {e}; cannot control CPUs or power")),
+    };
+    let version = arch::firmware_call(conduit, psci::fid::VERSION, 0, 0, 0) as i32;
+    match psci::PsciError::from_return(version) {
+        Ok(v) => {
+            let (major, minor) = psci::version_parts(v);
+            info!("PSCI: firmware v{major}.{minor} via {}", conduit_name(conduit));
+        }
+        Err(e) => warn!("PSCI: PSCI_VERSION failed: {}", e.name()),
+    }
+
+    if let Some(kind) = opts.crash_test {
+        if cfg!(feature = "crashtest") {
+            warn!("crashtest: faulting on purpose ({kind:?})");
+            arch::trigger_crash(kind);
+        } else {
+            warn!("crashtest= ignored: this image was built without the crashtest feature");
+        }
+    }
+
+    info!("Boot complete: no domains to run yet");
+    if opts.power_off_when_done {
+        info!("Powering off via PSCI SYSTEM_OFF");
+        let ret = arch::firmware_call(conduit, psci::fid::SYSTEM_OFF, 0, 0, 0) as i32;
+        let why = psci::PsciError::from_return(ret).err().map(|e| e.name()).unwrap_or("returned");
+        fatal(format_args!("PSCI SYSTEM_OFF failed: {why}"));
+    }
+    info!("halt requested: stopping");
+    arch::halt();
+}
+
+fn conduit_name(c: Conduit) -> &'static str {
+    match c {
+        Conduit::Smc => "SMC",
+        Conduit::Hvc => "HVC",
+    }
+}
+
+/// Moves the console to the device tree's UART when it is a PL011 we can drive.
+fn switch_console(compatible: &str, base: u64) {
+    if compatible != "arm,pl011" {
+        warn!("Console: no driver for {compatible}; staying on the early console");
+        return;
+    }
+    let Ok(base) = usize::try_from(base) else {
+        warn!("Console: UART at {base:#x} is not addressable; staying on the early console");
+        return;
+    };
+    if console::current_uart().map(|u| u.base()) == Some(base) {
+        return;
+    }
+    // SAFETY: the device tree says a PL011 lives at `base`; with the MMU off
+    // it is accessible.
+    console::set_uart(unsafe { Pl011::new(base) });
+    info!("Console: switched to the PL011 at {base:#x}");
+}
+
+/// Reports an unrecoverable boot error and stops this CPU.
+fn fatal(args: core::fmt::Arguments<'_>) -> ! {
+    error!("FATAL: {args}");
+    error!("Armature cannot continue: halted.");
+    arch::halt();
+}

@@ -1,0 +1,85 @@
+//! The hypervisor console: the UART the log is written to.
+//!
+//! Boot starts on the platform's early UART (`platform::EARLY_UART`); once
+//! the device tree is read, `boot` switches to the UART named by
+//! `/chosen/stdout-path`. Output is serialised by a lock held for a whole
+//! line, so lines from different CPUs never mix. The crash path bypasses the
+//! lock ([`emergency`]) so that a CPU that died holding it can still report.
+
+pub mod pl011;
+
+use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use pl011::Pl011;
+
+/// The console device.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Console {
+    uart: Option<Pl011>,
+}
+
+impl Console {
+    /// Writes raw bytes, turning `\n` into `\r\n`.
+    pub fn write_bytes(&mut self, bytes: &[u8]) {
+        if let Some(uart) = self.uart {
+            for &b in bytes {
+                if b == b'\n' {
+                    uart.put(b'\r');
+                }
+                uart.put(b);
+            }
+        }
+    }
+
+    /// The UART behind the console, if any.
+    pub fn uart(&self) -> Option<Pl011> {
+        self.uart
+    }
+}
+
+impl fmt::Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.write_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console { uart: None });
+
+/// Directs the console to `uart`.
+pub fn set_uart(uart: Pl011) {
+    CONSOLE.lock().uart = Some(uart);
+    EMERGENCY_BASE.store(uart.base(), Ordering::Relaxed);
+}
+
+/// The UART the console currently writes to.
+pub fn current_uart() -> Option<Pl011> {
+    CONSOLE.lock().uart
+}
+
+/// Runs `f` with the console locked (use it to write one whole line).
+pub fn with<R>(f: impl FnOnce(&mut Console) -> R) -> R {
+    f(&mut CONSOLE.lock())
+}
+
+/// Writes `s` under the console lock.
+pub fn write_str(s: &str) {
+    with(|c| c.write_bytes(s.as_bytes()));
+}
+
+/// A console handle that ignores the lock, for the crash path only: the
+/// crashing CPU may be the one holding it.
+pub fn emergency() -> Console {
+    match CONSOLE.try_lock() {
+        Some(c) => *c,
+        None => {
+            let base = EMERGENCY_BASE.load(Ordering::Relaxed);
+            // SAFETY: EMERGENCY_BASE only ever holds the base of a UART that
+            // `set_uart` was given, which is a valid PL011.
+            Console { uart: (base != 0).then(|| unsafe { Pl011::new(base) }) }
+        }
+    }
+}
+
+/// The base address of the console UART, readable without the lock.
+static EMERGENCY_BASE: AtomicUsize = AtomicUsize::new(0);

@@ -1,0 +1,49 @@
+//! Crash handling: what the hypervisor prints when something goes wrong in
+//! itself, and how it stops.
+//!
+//! The architecture code catches the exception or panic and fills in the
+//! registers; this module owns the parts shared by both architectures:
+//! decoding the exception syndrome ([`esr`]), walking frame-pointer chains
+//! ([`backtrace`]), and the guard that stops a second crash (on another CPU,
+//! or inside the crash path itself) from garbling the first one's report.
+
+pub mod backtrace;
+pub mod esr;
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+static CRASHING: AtomicBool = AtomicBool::new(false);
+
+/// Claims the crash report. Returns `false` if another crash is already being
+/// reported, in which case the caller must stop without printing a full dump.
+pub fn begin() -> bool {
+    !CRASHING.swap(true, Ordering::AcqRel)
+}
+
+/// Whether a crash is being reported.
+pub fn in_progress() -> bool {
+    CRASHING.load(Ordering::Acquire)
+}
+
+/// `brk` immediate the panic handler uses to enter the exception path, so a
+/// panic dumps the registers at the panic site like any other crash.
+pub const PANIC_BRK_IMM: u16 = 0x0a55;
+
+/// The panic handler: prints the message, then enters the architecture's
+/// crash path so the registers and backtrace at the panic site are dumped.
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    use core::fmt::Write;
+    if in_progress() {
+        // Panicked while reporting a crash: the first report is what matters.
+        crate::arch::halt();
+    }
+    let mut c = crate::console::emergency();
+    let _ = write!(c, "\nPANIC: {}", info.message());
+    if let Some(loc) = info.location() {
+        let _ = write!(c, " at {}:{}", loc.file(), loc.line());
+    }
+    let _ = writeln!(c);
+    crate::arch::panic_trap()
+}

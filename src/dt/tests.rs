@@ -1,0 +1,146 @@
+//! Host tests of the DT reader against QEMU's real device trees (dumped with
+//! `-M virt,dumpdtb=`) and a hand-written tree with nested buses.
+
+extern crate std;
+use super::*;
+use std::vec::Vec;
+
+const GICV3: &[u8] = include_bytes!("../../tests/fixtures/dtb/qemu-virt-gicv3-smp4.dtb");
+const GICV2: &[u8] = include_bytes!("../../tests/fixtures/dtb/qemu-virt-gicv2-smp4.dtb");
+const ARM32: &[u8] = include_bytes!("../../tests/fixtures/dtb/qemu-virt-arm32-smp2.dtb");
+const NESTED: &[u8] = include_bytes!("../../tests/fixtures/dtb/nested-ranges.dtb");
+
+#[test]
+fn qemu_virt_memory_console_cpus_psci() {
+    for (blob, cpus) in [(GICV3, 4), (GICV2, 4), (ARM32, 2)] {
+        let dt = DeviceTree::new(blob).unwrap();
+        let banks = dt.memory_banks().unwrap();
+        assert_eq!(banks.as_slice(), &[Region { base: 0x4000_0000, size: 0x4000_0000 }]);
+        let out = dt.stdout().unwrap();
+        assert_eq!(out.raw, "/pl011@9000000");
+        assert_eq!(out.path, "/pl011@9000000");
+        assert_eq!(out.compatible, "arm,pl011");
+        assert_eq!(out.base, 0x0900_0000);
+        assert_eq!(dt.cpu_count().unwrap(), cpus);
+        // virtualization=on: QEMU's PSCI is reached by SMC.
+        assert_eq!(dt.psci_conduit().unwrap(), Conduit::Smc);
+        assert_eq!(dt.bootargs(), None);
+    }
+}
+
+#[test]
+fn nested_buses_are_translated_through_every_ranges() {
+    let dt = DeviceTree::new(NESTED).unwrap();
+    let out = dt.stdout().unwrap();
+    assert_eq!(out.raw, "serial0:115200n8");
+    assert_eq!(out.path, "/bus@10000000/motherboard-bus@0/iofpga-bus@300000000/serial@90000");
+    assert_eq!(out.compatible, "arm,pl011");
+    // 0x90000 -> 0x3_0009_0000 (iofpga) -> 0x0c09_0000 (motherboard) -> 0x1c09_0000.
+    assert_eq!(out.base, 0x1c09_0000);
+    assert_eq!(dt.reg(out.path, 0).unwrap().size, 0x1000);
+}
+
+#[test]
+fn bus_without_ranges_is_untranslatable() {
+    let dt = DeviceTree::new(NESTED).unwrap();
+    assert_eq!(dt.reg("/bus-noranges/dev@10", 0), Err(DtError::Untranslatable));
+}
+
+#[test]
+fn disabled_nodes_are_skipped_and_banks_kept_in_order() {
+    let dt = DeviceTree::new(NESTED).unwrap();
+    let banks = dt.memory_banks().unwrap();
+    assert_eq!(
+        banks.as_slice(),
+        &[
+            Region { base: 0x8000_0000, size: 0x8000_0000 },
+            Region { base: 0x8_8000_0000, size: 0x8000_0000 },
+        ]
+    );
+    assert_eq!(banks.total(), 4 << 30);
+    // cpu@0, cpu@100, cpu@2 (cpu@1 is disabled, cpu-map is not a cpu).
+    assert_eq!(dt.cpu_count().unwrap(), 3);
+    assert_eq!(dt.psci_conduit().unwrap(), Conduit::Hvc);
+}
+
+#[test]
+fn armature_and_xen_bootargs_win_over_plain_bootargs() {
+    let dt = DeviceTree::new(NESTED).unwrap();
+    assert_eq!(dt.bootargs(), Some("loglvl=debug"));
+}
+
+#[test]
+fn parent_paths() {
+    assert_eq!(parent_path("/a/b/c"), "/a/b");
+    assert_eq!(parent_path("/a"), "/");
+    assert_eq!(parent_path("/"), "/");
+}
+
+fn with_u32(blob: &[u8], off: usize, v: u32) -> Vec<u8> {
+    let mut b = blob.to_vec();
+    b[off..off + 4].copy_from_slice(&v.to_be_bytes());
+    b
+}
+
+#[test]
+fn header_errors_name_the_problem() {
+    assert_eq!(DeviceTree::new(&GICV3[..20]).err(), Some(DtError::Truncated { have: 20, need: 40 }));
+    assert_eq!(DeviceTree::new(&with_u32(GICV3, 0, 0xdeadbeef)).err(), Some(DtError::BadMagic(0xdeadbeef)));
+    assert_eq!(DeviceTree::new(&with_u32(GICV3, 4, 8)).err(), Some(DtError::BadSize(8)));
+    assert_eq!(DeviceTree::new(&with_u32(GICV3, 4, 64 << 20)).err(), Some(DtError::BadSize(64 << 20)));
+    assert_eq!(DeviceTree::new(&GICV3[..GICV3.len() - 1]).err(), Some(DtError::Truncated { have: GICV3.len() - 1, need: GICV3.len() }));
+    assert_eq!(DeviceTree::new(&with_u32(GICV3, 20, 15)).err(), Some(DtError::BadVersion(15)));
+    // size_dt_struct running past totalsize.
+    assert!(matches!(DeviceTree::new(&with_u32(GICV3, 36, 0x10_0000)).err(), Some(DtError::BadBlock(_))));
+    let msg = std::format!("{}", DtError::BadMagic(0));
+    assert!(msg.contains("bad magic 0x00000000"), "{msg}");
+}
+
+#[test]
+fn structure_errors_are_caught_before_the_parser_sees_them() {
+    let off_struct = u32::from_be_bytes(GICV3[8..12].try_into().unwrap()) as usize;
+    // First token must be a node; make it garbage.
+    let b = with_u32(GICV3, off_struct, 0x77);
+    assert_eq!(DeviceTree::new(&b).err(), Some(DtError::BadStructure { offset: off_struct, what: "unknown token" }));
+    // Find the first property and give it a huge length.
+    let mut pos = off_struct;
+    loop {
+        let t = u32::from_be_bytes(GICV3[pos..pos + 4].try_into().unwrap());
+        if t == 3 {
+            break;
+        }
+        pos += 4;
+    }
+    let b = with_u32(GICV3, pos + 4, 0x00ff_ffff);
+    assert_eq!(
+        DeviceTree::new(&b).err(),
+        Some(DtError::BadStructure { offset: pos, what: "property value runs past the structure block" })
+    );
+    // And a name offset beyond the strings block.
+    let b = with_u32(GICV3, pos + 8, 0x00ff_ffff);
+    assert_eq!(
+        DeviceTree::new(&b).err(),
+        Some(DtError::BadStructure { offset: pos, what: "property name offset outside the strings block" })
+    );
+}
+
+/// Every single-byte corruption of a real tree is either accepted or refused
+/// with an error: the parser behind the wrapper never panics.
+#[test]
+fn single_byte_corruptions_never_panic() {
+    for blob in [GICV2, NESTED] {
+        for i in 0..blob.len() {
+            for v in [0x00u8, 0xff, 0x03, 0x09] {
+                let mut b = blob.to_vec();
+                b[i] = v;
+                if let Ok(dt) = DeviceTree::new(&b) {
+                    let _ = dt.memory_banks();
+                    let _ = dt.stdout();
+                    let _ = dt.cpu_count();
+                    let _ = dt.psci_conduit();
+                    let _ = dt.bootargs();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Armature: a bare-metal type-1 hypervisor for Arm.
+//!
+//! The crate is the whole hypervisor. On a bare-metal target
+//! (`aarch64-unknown-none-softfloat`, `armv7a-none-eabi`) it is linked into
+//! the boot image by `src/main.rs`; on the host only the pure-logic modules
+//! are built, so that `cargo test` runs their unit tests.
+//!
+//! Module map (each module's own doc says what it owns):
+//! - [`arch`]: everything that touches architectural state, one submodule per
+//!   architecture (`aarch64`, `armv7`). Nothing outside it uses `asm!`.
+//! - [`boot`]: the architecture-independent boot flow of the boot CPU.
+//! - [`console`]: UART drivers and the console the log writes to.
+//! - [`logger`]: the `log` crate backend and log levels.
+//! - [`cmdline`]: the hypervisor's command-line options.
+//! - [`dt`]: reading the firmware's flattened device tree.
+//! - [`crash`]: crash dumps (exception syndrome decoding, backtraces) and halting.
+//! - [`psci`]: calls to the firmware's PSCI implementation.
+//! - [`platform`]: per-platform build-time constants (early UART).
+
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
+pub mod boot;
+pub mod cmdline;
+pub mod console;
+pub mod crash;
+pub mod dt;
+pub mod logger;
+pub mod platform;
+pub mod psci;
+
+/// The Armature version, from Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
