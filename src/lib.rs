@@ -16,6 +16,7 @@
 //! - [`crash`]: crash dumps (exception syndrome decoding, backtraces) and halting.
 //! - [`psci`]: calls to the firmware's PSCI implementation.
 //! - [`platform`]: per-platform build-time constants (early UART).
+//! - [`mm`]: typed addresses and the LPAE translation-table library (pure logic).
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -30,6 +31,7 @@ pub mod console;
 pub mod crash;
 pub mod dt;
 pub mod logger;
+pub mod mm;
 pub mod platform;
 pub mod psci;
 

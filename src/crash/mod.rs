@@ -4,11 +4,13 @@
 //! The architecture code catches the exception or panic and fills in the
 //! registers; this module owns the parts shared by both architectures:
 //! decoding the exception syndrome ([`esr`]), walking frame-pointer chains
-//! ([`backtrace`]), and the guard that stops a second crash (on another CPU,
-//! or inside the crash path itself) from garbling the first one's report.
+//! ([`backtrace`]), the text of the dump ([`report`]), and the guard that
+//! stops a second crash (on another CPU, or inside the crash path itself)
+//! from garbling the first one's report.
 
 pub mod backtrace;
 pub mod esr;
+pub mod report;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,8 +27,9 @@ pub fn in_progress() -> bool {
     CRASHING.load(Ordering::Acquire)
 }
 
-/// `brk` immediate the panic handler uses to enter the exception path, so a
-/// panic dumps the registers at the panic site like any other crash.
+/// Immediate of the instruction the panic handler uses to enter the exception
+/// path (AArch64 `brk`, ARMv7 `udf`), so a panic dumps the registers at the
+/// panic site like any other crash.
 pub const PANIC_BRK_IMM: u16 = 0x0a55;
 
 /// The panic handler: prints the message, then enters the architecture's

@@ -6,7 +6,7 @@
 //! return state, all general registers and a backtrace — and halts.
 
 use crate::console;
-use crate::crash::{self, backtrace, esr::Syndrome};
+use crate::crash::{self, backtrace, esr::Syndrome, report};
 use core::fmt::Write;
 
 /// Register state saved by the vectors. The layout is shared with `head.S`
@@ -65,6 +65,16 @@ fn spsr_mode(spsr: u64) -> &'static str {
     }
 }
 
+/// Register names for the dump, in frame order (x0..x30, then sp).
+const REG_NAMES: [&str; 32] = [
+    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14", "x15",
+    "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27", "x28", "x29",
+    "x30", "sp",
+];
+
+/// Hex digits of a 64-bit register in the dump.
+const DIGITS: usize = 16;
+
 /// Called by the vectors with the saved frame and the vector number (0-15).
 #[unsafe(no_mangle)]
 extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u64) -> ! {
@@ -79,42 +89,12 @@ extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u64) -> ! {
     }
     let mut c = console::emergency();
     let (img_start, img_end) = super::image_bounds();
-    let sym = |a: u64| -> (u64, bool) {
-        let inside = a >= img_start as u64 && a < img_end as u64;
-        (a.wrapping_sub(img_start as u64), inside)
-    };
-    let _ = writeln!(c, "\n----[ Armature {} {} crash on CPU0 ]----", crate::VERSION, super::NAME);
-    if is_panic {
-        let _ = writeln!(c, "Panic (see the message above); registers at the panic site:");
-    } else {
-        let _ = writeln!(c, "Unexpected exception: {}", VECTOR_NAMES[vector]);
-    }
-    let _ = writeln!(
-        c,
-        "ESR_EL2: {:#018x}  EC={:#04x} {} (IL={}, ISS={:#09x})",
-        syn.raw,
-        syn.ec,
-        syn.class_name(),
-        syn.il as u8,
-        syn.iss
-    );
-    if syn.is_abort() {
-        let fsc = syn.fault_status();
-        let _ = write!(c, "  {} {}, FSC={:#04x} {}", if syn.is_data_abort() { "data abort:" } else { "instruction abort:" },
-            if syn.is_data_abort() { if syn.is_write() { "write" } else { "read" } } else { "fetch" },
-            fsc, crate::crash::esr::fault_status_name(fsc));
-        if let Some(l) = crate::crash::esr::fault_level(fsc) {
-            let _ = write!(c, " at level {l}");
-        }
-        let _ = writeln!(c);
-    }
+    let image = report::Image { start: img_start as u64, end: img_end as u64 };
+    let _ = report::header(&mut c, super::NAME);
+    let _ = report::cause(&mut c, is_panic, VECTOR_NAMES[vector]);
+    let _ = report::syndrome(&mut c, "ESR_EL2", &syn, DIGITS);
     let _ = writeln!(c, "FAR_EL2: {:#018x}", frame.far);
-    let (off, inside) = sym(frame.elr);
-    if inside {
-        let _ = writeln!(c, "ELR_EL2: {:#018x} (armature+{off:#x})", frame.elr);
-    } else {
-        let _ = writeln!(c, "ELR_EL2: {:#018x}", frame.elr);
-    }
+    let _ = report::code_address_line(&mut c, "ELR_EL2", frame.elr, DIGITS, &image);
     let _ = writeln!(
         c,
         "SPSR_EL2: {:#010x} ({}, DAIF={}{}{}{})",
@@ -125,67 +105,20 @@ extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u64) -> ! {
         if frame.spsr & (1 << 7) != 0 { 'I' } else { '-' },
         if frame.spsr & (1 << 6) != 0 { 'F' } else { '-' },
     );
-    for row in 0..11 {
-        let mut line = heapless_line::Line::new();
-        for col in 0..3 {
-            let i = row * 3 + col;
-            if i < 31 {
-                let _ = write!(line, "   x{:<2}: {:#018x}", i, frame.x[i]);
-            } else if i == 31 {
-                let _ = write!(line, "   sp : {:#018x}", frame.sp);
-            }
-        }
-        let _ = writeln!(c, "{}", line.as_str());
-    }
-    let _ = writeln!(c, "Backtrace (image at {img_start:#x}; addr2line -e armature-aarch64.elf <offset>):");
-    let _ = writeln!(c, "  [ 0] {:#018x} (armature+{:#x}) <- faulting PC", frame.elr, sym(frame.elr).0);
+    let _ = report::registers(&mut c, &REG_NAMES, |i| if i < 31 { frame.x[i] } else { frame.sp }, 3, DIGITS);
     let (stack_bottom, stack_top) = super::boot_stack();
-    let bounds = backtrace::StackBounds { bottom: stack_bottom as u64, top: stack_top as u64 };
-    let mut n = 1;
-    let stop = backtrace::walk(
+    let _ = report::backtrace(
+        &mut c,
+        "armature-aarch64.elf",
+        &image,
+        frame.elr,
         frame.x[29],
-        bounds,
+        backtrace::StackBounds { bottom: stack_bottom as u64, top: stack_top as u64 },
         8,
         // SAFETY: `walk` only reads addresses inside the boot stack bounds.
         |a| unsafe { core::ptr::read_volatile(a as *const u64) },
-        |ret| {
-            let (off, inside) = sym(ret);
-            if inside {
-                let _ = writeln!(c, "  [{n:2}] {ret:#018x} (armature+{off:#x})");
-            } else {
-                let _ = writeln!(c, "  [{n:2}] {ret:#018x}");
-            }
-            n += 1;
-        },
+        DIGITS,
     );
-    if let backtrace::Stop::BadFrame(fp) | backtrace::Stop::Loop(fp) = stop {
-        let _ = writeln!(c, "  (backtrace stopped at bad frame pointer {fp:#x})");
-    }
-    let _ = writeln!(c, "----[ end of crash dump ]----");
-    let _ = writeln!(c, "System halted: all CPUs stopped (CPU0 was the only one online).");
+    let _ = report::footer(&mut c);
     super::halt();
-}
-
-/// A small fixed-size line buffer, so a register row is written in one go.
-mod heapless_line {
-    pub struct Line {
-        buf: [u8; 128],
-        len: usize,
-    }
-    impl Line {
-        pub fn new() -> Self {
-            Self { buf: [0; 128], len: 0 }
-        }
-        pub fn as_str(&self) -> &str {
-            core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-        }
-    }
-    impl core::fmt::Write for Line {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            let n = s.len().min(self.buf.len() - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-            self.len += n;
-            Ok(())
-        }
-    }
 }

@@ -1,0 +1,320 @@
+//! The QEMU command line for the machines Armature runs on.
+//!
+//! [`Qemu`] is a builder for QEMU's `virt` board: `qemu-system-aarch64`
+//! (cortex-a57, GICv2 or GICv3) or `qemu-system-arm` (cortex-a15,
+//! `highmem=off`). Every command it makes has the fixed part the harness
+//! relies on: the serial console on stdio and nothing else (`-display none
+//! -monitor none -nic none`), `-no-reboot` (a reset ends QEMU instead of
+//! looping; note QEMU then exits 0, so success is decided by markers), and
+//! `dtb-randomness=off` so the generated device tree is the same every run.
+//! Running it and watching the console is [`crate::runner`]'s job.
+
+use crate::fdt::Fdt;
+use crate::runner::{self, Expect, Outcome, RunOptions};
+use crate::{Arch, Context, Error, Result};
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A disk or flash attached to the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Drive {
+    /// A raw image as a virtio-blk (MMIO) disk: U-Boot's `virtio 0`, …
+    VirtioBlk(PathBuf),
+    /// A raw image as parallel flash bank `index` (the U-Boot environment
+    /// lives in bank 1); the file must be 64 MiB.
+    Pflash {
+        /// Flash bank (0 holds the firmware when `-bios` is not used).
+        index: u8,
+        /// The image.
+        file: PathBuf,
+    },
+}
+
+/// A QEMU `virt` machine to boot Armature on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Qemu {
+    arch: Arch,
+    gic: u8,
+    virtualization: bool,
+    smp: u32,
+    memory: String,
+    cpu: String,
+    kernel: Option<PathBuf>,
+    dtb: Option<PathBuf>,
+    append: Option<String>,
+    bios: Option<PathBuf>,
+    drives: Vec<Drive>,
+    extra: Vec<OsString>,
+}
+
+impl Qemu {
+    /// `virt` for `arch` with the virtualization extensions (entry at
+    /// EL2/HYP), 1 GiB of RAM; aarch64: cortex-a57, GICv3, 4 CPUs; armv7:
+    /// cortex-a15, GICv2, 2 CPUs, `highmem=off`.
+    pub fn new(arch: Arch) -> Self {
+        let (gic, smp, cpu) = match arch {
+            Arch::Aarch64 => (3, 4, "cortex-a57"),
+            Arch::Armv7 => (2, 2, "cortex-a15"),
+        };
+        Qemu {
+            arch,
+            gic,
+            virtualization: true,
+            smp,
+            memory: "1G".into(),
+            cpu: cpu.into(),
+            kernel: None,
+            dtb: None,
+            append: None,
+            bios: None,
+            drives: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// [`Qemu::new`] for AArch64.
+    pub fn aarch64() -> Self {
+        Self::new(Arch::Aarch64)
+    }
+
+    /// [`Qemu::new`] for ARMv7.
+    pub fn armv7() -> Self {
+        Self::new(Arch::Armv7)
+    }
+
+    /// GIC version, 2 or 3.
+    pub fn gic(mut self, version: u8) -> Self {
+        assert!(matches!(version, 2 | 3), "GIC version must be 2 or 3, not {version}");
+        self.gic = version;
+        self
+    }
+
+    /// Virtualization extensions on (enter at EL2/HYP) or off (EL1/SVC).
+    pub fn virtualization(mut self, on: bool) -> Self {
+        self.virtualization = on;
+        self
+    }
+
+    /// Number of CPUs.
+    pub fn smp(mut self, cpus: u32) -> Self {
+        self.smp = cpus;
+        self
+    }
+
+    /// RAM size in QEMU's syntax (`512M`, `2G`).
+    pub fn memory(mut self, size: impl Into<String>) -> Self {
+        self.memory = size.into();
+        self
+    }
+
+    /// CPU model.
+    pub fn cpu(mut self, model: impl Into<String>) -> Self {
+        self.cpu = model.into();
+        self
+    }
+
+    /// The image QEMU loads itself (`-kernel`).
+    pub fn kernel(mut self, image: impl Into<PathBuf>) -> Self {
+        self.kernel = Some(image.into());
+        self
+    }
+
+    /// A device tree to use instead of QEMU's (`-dtb`).
+    pub fn dtb(mut self, dtb: impl Into<PathBuf>) -> Self {
+        self.dtb = Some(dtb.into());
+        self
+    }
+
+    /// Command line (`-append`): QEMU puts it in `/chosen/bootargs`, which
+    /// Armature reads when no `armature,bootargs` is there.
+    pub fn append(mut self, cmdline: impl Into<String>) -> Self {
+        self.append = Some(cmdline.into());
+        self
+    }
+
+    /// Firmware (`-bios`), e.g. U-Boot.
+    pub fn bios(mut self, firmware: impl Into<PathBuf>) -> Self {
+        self.bios = Some(firmware.into());
+        self
+    }
+
+    /// Attaches a drive.
+    pub fn drive(mut self, drive: Drive) -> Self {
+        self.drives.push(drive);
+        self
+    }
+
+    /// Extra QEMU arguments, appended as given.
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.extra.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// The architecture.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// The number of CPUs.
+    pub fn cpus(&self) -> u32 {
+        self.smp
+    }
+
+    /// The QEMU program.
+    pub fn program(&self) -> &'static str {
+        match self.arch {
+            Arch::Aarch64 => "qemu-system-aarch64",
+            Arch::Armv7 => "qemu-system-arm",
+        }
+    }
+
+    /// The `-M` value.
+    pub fn machine(&self) -> String {
+        let mut m = format!(
+            "virt,gic-version={},virtualization={},dtb-randomness=off",
+            self.gic,
+            if self.virtualization { "on" } else { "off" }
+        );
+        if self.arch == Arch::Armv7 {
+            m.push_str(",highmem=off");
+        }
+        m
+    }
+
+    /// Every argument after the program name.
+    pub fn arguments(&self) -> Vec<OsString> {
+        self.arguments_with_machine(self.machine())
+    }
+
+    fn arguments_with_machine(&self, machine: String) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |args: &[&OsStr]| a.extend(args.iter().map(|s| s.to_os_string()));
+        push(&["-M".as_ref(), machine.as_ref(), "-cpu".as_ref(), self.cpu.as_ref()]);
+        push(&["-smp".as_ref(), self.smp.to_string().as_ref(), "-m".as_ref(), self.memory.as_ref()]);
+        for fixed in ["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic", "none"] {
+            push(&[fixed.as_ref()]);
+        }
+        if let Some(b) = &self.bios {
+            push(&["-bios".as_ref(), b.as_os_str()]);
+        }
+        if let Some(k) = &self.kernel {
+            push(&["-kernel".as_ref(), k.as_os_str()]);
+        }
+        if let Some(d) = &self.dtb {
+            push(&["-dtb".as_ref(), d.as_os_str()]);
+        }
+        if let Some(c) = &self.append {
+            push(&["-append".as_ref(), c.as_ref()]);
+        }
+        for (i, d) in self.drives.iter().enumerate() {
+            let spec = match d {
+                Drive::VirtioBlk(file) => {
+                    let id = format!("hd{i}");
+                    push(&["-device".as_ref(), format!("virtio-blk-device,drive={id}").as_ref()]);
+                    format!("if=none,format=raw,id={id},file={}", file.display())
+                }
+                Drive::Pflash { index, file } => format!("if=pflash,format=raw,index={index},file={}", file.display()),
+            };
+            push(&["-drive".as_ref(), spec.as_ref()]);
+        }
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    /// The command, ready to spawn (stdin null; the runner sets the rest).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(self.program());
+        cmd.args(self.arguments()).stdin(Stdio::null());
+        cmd
+    }
+
+    /// The command line as a shell would show it.
+    pub fn command_line(&self) -> String {
+        shell_words(self.program(), &self.arguments())
+    }
+
+    /// Dumps the device tree QEMU generates for exactly this machine
+    /// (`-M …,dumpdtb=`) to `out` and parses it.
+    pub fn dump_dtb(&self, out: &Path) -> Result<Fdt> {
+        let machine = format!("{},dumpdtb={}", self.machine(), out.display());
+        let output = Command::new(self.program())
+            .args(self.arguments_with_machine(machine))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| missing_qemu(self.program(), e))?;
+        if !output.status.success() {
+            return Err(Error::new(format!(
+                "{} -M …,dumpdtb failed ({}): {}",
+                self.program(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        Fdt::parse(&crate::paths::read(out)?).context(|| format!("parsing {}", out.display()))
+    }
+
+    /// Boots the machine and watches its console (see [`crate::runner`]).
+    pub fn run(&self, expect: &Expect, options: &RunOptions) -> Result<Outcome> {
+        if crate::paths::find_program(self.program()).is_none() {
+            return Err(missing_qemu(self.program(), "not found"));
+        }
+        runner::run(self.command(), &self.command_line(), expect, options)
+    }
+}
+
+fn missing_qemu(program: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(format!("cannot run {program} ({e}); install QEMU with `./x setup`"))
+}
+
+/// Quotes a command line for display.
+pub fn shell_words(program: &str, args: &[OsString]) -> String {
+    let quote = |s: &str| {
+        if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:@+".contains(c)) {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    };
+    std::iter::once(program.to_string())
+        .chain(args.iter().map(|a| quote(&a.to_string_lossy())))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aarch64_command_line() {
+        let q = Qemu::aarch64().gic(2).smp(1).memory("512M").kernel("/x/armature.bin").append("a b");
+        assert_eq!(
+            q.command_line(),
+            "qemu-system-aarch64 -M virt,gic-version=2,virtualization=on,dtb-randomness=off -cpu cortex-a57 \
+             -smp 1 -m 512M -display none -serial stdio -monitor none -no-reboot -nic none \
+             -kernel /x/armature.bin -append 'a b'"
+        );
+    }
+
+    #[test]
+    fn armv7_machine_and_drives() {
+        let q = Qemu::armv7()
+            .virtualization(false)
+            .bios("/u-boot.bin")
+            .drive(Drive::VirtioBlk("/d.img".into()))
+            .drive(Drive::Pflash { index: 1, file: "/f.img".into() })
+            .args(["-s"]);
+        assert_eq!(q.program(), "qemu-system-arm");
+        assert_eq!(q.machine(), "virt,gic-version=2,virtualization=off,dtb-randomness=off,highmem=off");
+        let line = q.command_line();
+        assert!(line.contains("-cpu cortex-a15 -smp 2 -m 1G"), "{line}");
+        assert!(
+            line.ends_with(
+                "-bios /u-boot.bin -device virtio-blk-device,drive=hd0 -drive if=none,format=raw,id=hd0,file=/d.img \
+                 -drive if=pflash,format=raw,index=1,file=/f.img -s"
+            ),
+            "{line}"
+        );
+    }
+}

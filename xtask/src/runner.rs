@@ -1,0 +1,691 @@
+//! Running an emulator and judging its serial console.
+//!
+//! A run is described by an [`Expect`]: markers that must appear in order,
+//! failure markers that end the run at once as a failure (a crash dump
+//! header, `PANIC`, `FATAL`), an optional stop marker that ends it at once as
+//! a success (for runs that halt instead of powering off), a timeout, and
+//! whether the emulator must exit by itself with status 0. The emulator is
+//! started in its own process group with stdin closed, under coreutils'
+//! `timeout` as a backstop should the harness itself die; the whole group is
+//! killed when the run ends. The [`Outcome`] keeps the whole console log,
+//! the exit status and the time to each marker, and its [`Outcome::verdict`]
+//! explains a failure with the missing markers and the whole log.
+//!
+//! Note that with `-no-reboot` QEMU exits 0 after a reset too (a panicking
+//! guest that resets looks like a clean exit): success comes from markers.
+
+use crate::{Context, Error, Result};
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Markers that mean Armature crashed or refused to run.
+pub const DEFAULT_FAILURE_MARKERS: [&str; 3] = ["----[ Armature", "PANIC", "FATAL"];
+/// Default time a run may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the console is still read after a stop marker (rest of the line).
+const STOP_LINGER: Duration = Duration::from_millis(250);
+/// How long the console is still read after a failure marker (the crash dump).
+const FAILURE_LINGER: Duration = Duration::from_secs(1);
+/// Extra time the `timeout` backstop gives before killing the emulator itself.
+const BACKSTOP_GRACE_SECS: u64 = 30;
+
+/// What a run must show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expect {
+    markers: Vec<String>,
+    failure_markers: Vec<String>,
+    stop_marker: Option<String>,
+    timeout: Duration,
+    clean_exit: bool,
+}
+
+impl Default for Expect {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Expect {
+    /// No markers, the default failure markers, no stop marker, a 60 s
+    /// timeout, no exit status requirement.
+    pub fn new() -> Self {
+        Expect {
+            markers: Vec::new(),
+            failure_markers: DEFAULT_FAILURE_MARKERS.iter().map(|s| s.to_string()).collect(),
+            stop_marker: None,
+            timeout: DEFAULT_TIMEOUT,
+            clean_exit: false,
+        }
+    }
+
+    /// Adds a marker: it must appear after all markers added before it.
+    pub fn marker(mut self, marker: impl Into<String>) -> Self {
+        self.markers.push(marker.into());
+        self
+    }
+
+    /// Adds markers, in order.
+    pub fn markers<S: Into<String>>(mut self, markers: impl IntoIterator<Item = S>) -> Self {
+        self.markers.extend(markers.into_iter().map(Into::into));
+        self
+    }
+
+    /// Replaces the failure markers (seeing any of them anywhere fails the run).
+    pub fn failure_markers<S: Into<String>>(mut self, markers: impl IntoIterator<Item = S>) -> Self {
+        self.failure_markers = markers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Ends the run as soon as `marker` appears (the machine will not power off).
+    pub fn stop_on(mut self, marker: impl Into<String>) -> Self {
+        self.stop_marker = Some(marker.into());
+        self
+    }
+
+    /// The time limit.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Requires the emulator to exit by itself with status 0. Without it, a
+    /// run with markers and no stop marker ends once every marker was seen.
+    pub fn clean_exit(mut self, required: bool) -> Self {
+        self.clean_exit = required;
+        self
+    }
+
+    /// The ordered markers.
+    pub fn marker_list(&self) -> &[String] {
+        &self.markers
+    }
+
+    /// The failure markers.
+    pub fn failure_marker_list(&self) -> &[String] {
+        &self.failure_markers
+    }
+}
+
+/// How a run is shown and recorded (nothing here affects the verdict).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Copy the console to stdout as it arrives.
+    pub echo: bool,
+    /// Write the console log (and a summary line) to this file as it arrives.
+    pub log_file: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Echo the console to the terminal.
+    pub fn echo(mut self, on: bool) -> Self {
+        self.echo = on;
+        self
+    }
+
+    /// Keep the log in `path`.
+    pub fn log_to(mut self, path: impl Into<PathBuf>) -> Self {
+        self.log_file = Some(path.into());
+        self
+    }
+}
+
+/// What the console showed so far: a state machine fed with console bytes.
+#[derive(Debug)]
+pub struct Monitor<'e> {
+    expect: &'e Expect,
+    /// Console output so far, carriage returns dropped.
+    raw: Vec<u8>,
+    /// Index of the next ordered marker to look for.
+    next: usize,
+    /// Where in `raw` the search for it starts (just after the previous one).
+    search_from: usize,
+    hits: Vec<Option<Duration>>,
+    failure: Option<(String, Duration)>,
+    stopped: Option<Duration>,
+}
+
+/// What the latest console output means for the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Keep going.
+    Continue,
+    /// The stop marker was seen, or every marker of a run that ends there.
+    Stop,
+    /// This failure marker was seen.
+    Fail(String),
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl<'e> Monitor<'e> {
+    /// A monitor that has seen nothing yet.
+    pub fn new(expect: &'e Expect) -> Self {
+        Monitor {
+            expect,
+            raw: Vec::new(),
+            next: 0,
+            search_from: 0,
+            hits: vec![None; expect.markers.len()],
+            failure: None,
+            stopped: None,
+        }
+    }
+
+    /// Adds console output that arrived `at` after the start. Carriage
+    /// returns are dropped, so markers can use `\n` for a line end.
+    pub fn feed(&mut self, chunk: &[u8], at: Duration) -> Event {
+        let old_len = self.raw.len();
+        self.raw.extend(chunk.iter().filter(|&&b| b != b'\r'));
+        // Only text that can contain a match not already seen is searched.
+        let window_start = |needle: &str| old_len.saturating_sub(needle.len().saturating_sub(1));
+
+        while let Some(m) = self.expect.markers.get(self.next) {
+            let from = self.search_from.max(window_start(m));
+            match find(&self.raw[from..], m.as_bytes()) {
+                Some(i) => {
+                    self.hits[self.next] = Some(at);
+                    self.search_from = from + i + m.len();
+                    self.next += 1;
+                }
+                None => break,
+            }
+        }
+        if self.failure.is_none() {
+            for m in &self.expect.failure_markers {
+                if find(&self.raw[window_start(m)..], m.as_bytes()).is_some() {
+                    self.failure = Some((m.clone(), at));
+                    return Event::Fail(m.clone());
+                }
+            }
+        }
+        if self.stopped.is_none() {
+            let stop = match &self.expect.stop_marker {
+                Some(m) => find(&self.raw[window_start(m)..], m.as_bytes()).is_some(),
+                None => !self.expect.clean_exit && !self.expect.markers.is_empty() && self.all_seen(),
+            };
+            if stop {
+                self.stopped = Some(at);
+                return Event::Stop;
+            }
+        }
+        Event::Continue
+    }
+
+    /// Whether every ordered marker was seen.
+    pub fn all_seen(&self) -> bool {
+        self.next == self.expect.markers.len()
+    }
+
+    /// The console text so far (without carriage returns).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+}
+
+fn without_cr(raw: &[u8]) -> Vec<u8> {
+    raw.iter().copied().filter(|&b| b != b'\r').collect()
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The emulator exited by itself.
+    Exited,
+    /// The stop marker (or, for runs that stop there, the last marker) was
+    /// seen and the emulator was killed.
+    Stopped,
+    /// This failure marker was seen and the emulator was killed.
+    Failed(String),
+    /// The time limit passed and the emulator was killed.
+    TimedOut,
+}
+
+/// A marker and when it was seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkerTime {
+    /// The marker.
+    pub marker: String,
+    /// Time from the start of the run, if it was seen.
+    pub at: Option<Duration>,
+}
+
+/// Everything about a finished run.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// What was checked.
+    pub expect: Expect,
+    /// The command, as a shell would show it.
+    pub command: String,
+    /// The whole console log (`\n` line ends).
+    pub log: String,
+    /// What the emulator wrote to stderr.
+    pub stderr: String,
+    /// How the run ended.
+    pub ending: Ending,
+    /// The emulator's exit status (a signal when the harness killed it).
+    pub status: Option<ExitStatus>,
+    /// Each ordered marker and when it appeared.
+    pub markers: Vec<MarkerTime>,
+    /// The first failure marker seen, and when.
+    pub failure_marker: Option<(String, Duration)>,
+    /// Time from start to end.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Whether the run met its [`Expect`].
+    pub fn passed(&self) -> bool {
+        self.verdict().is_ok()
+    }
+
+    /// Ok if the run met its [`Expect`]; else every reason it did not, with
+    /// the whole console log.
+    pub fn verdict(&self) -> Result<(), RunFailure> {
+        let mut reasons = Vec::new();
+        if let Some((m, at)) = &self.failure_marker {
+            reasons.push(format!("failure marker {m:?} seen after {:.2} s", at.as_secs_f64()));
+        }
+        let missing: Vec<_> = self.markers.iter().filter(|m| m.at.is_none()).collect();
+        if let Some(first) = missing.first() {
+            let index = self.markers.iter().position(|m| m.marker == first.marker).unwrap_or(0);
+            let list = missing.iter().map(|m| format!("\n      {:?}", m.marker)).collect::<String>();
+            reasons.push(format!(
+                "{} of {} marker(s) missing (markers must appear in order; the first missing one is #{}):{list}",
+                missing.len(),
+                self.markers.len(),
+                index + 1
+            ));
+        }
+        if self.ending == Ending::TimedOut {
+            reasons.push(format!("timed out after {:.0} s", self.expect.timeout.as_secs_f64()));
+        }
+        if self.expect.clean_exit {
+            match (&self.ending, self.status) {
+                (Ending::Exited, Some(s)) if s.success() => {}
+                (Ending::Exited, s) => {
+                    reasons.push(format!("the emulator exited with {}, expected status 0", status_text(s)))
+                }
+                (_, _) => reasons.push("the emulator did not exit by itself (it was killed)".into()),
+            }
+        }
+        if reasons.is_empty() { Ok(()) } else { Err(RunFailure { reasons, outcome: Box::new(self.clone()) }) }
+    }
+
+    /// Panics with the failure report unless the run passed.
+    #[track_caller]
+    pub fn assert_passed(&self) {
+        if let Err(f) = self.verdict() {
+            panic!("{f}");
+        }
+    }
+
+    /// When `marker` (one of the ordered markers) was seen.
+    pub fn time_to(&self, marker: &str) -> Option<Duration> {
+        self.markers.iter().find(|m| m.marker == marker).and_then(|m| m.at)
+    }
+
+    /// The first console line containing `text`.
+    pub fn line_with(&self, text: &str) -> Option<&str> {
+        self.log.lines().find(|l| l.contains(text))
+    }
+
+    /// One line: how the run ended and how long it took.
+    pub fn summary(&self) -> String {
+        let how = match &self.ending {
+            Ending::Exited => format!("exited with {}", status_text(self.status)),
+            Ending::Stopped => "stopped on its stop marker".to_string(),
+            Ending::Failed(m) => format!("stopped on failure marker {m:?}"),
+            Ending::TimedOut => "timed out".to_string(),
+        };
+        format!("{how} after {:.2} s", self.elapsed.as_secs_f64())
+    }
+}
+
+fn status_text(s: Option<ExitStatus>) -> String {
+    s.map_or_else(|| "no status".to_string(), |s| s.to_string())
+}
+
+/// Why a run failed, with everything needed to see why.
+#[derive(Clone, Debug)]
+pub struct RunFailure {
+    /// Each problem found.
+    pub reasons: Vec<String>,
+    /// The run.
+    pub outcome: Box<Outcome>,
+}
+
+impl fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = &self.outcome;
+        writeln!(f, "emulator run FAILED:")?;
+        for r in &self.reasons {
+            writeln!(f, "  - {r}")?;
+        }
+        writeln!(f, "command: {}", o.command)?;
+        writeln!(f, "run: {}", o.summary())?;
+        for m in &o.markers {
+            match m.at {
+                Some(t) => writeln!(f, "  [{:7.3} s] {:?}", t.as_secs_f64(), m.marker)?,
+                None => writeln!(f, "  [missing  ] {:?}", m.marker)?,
+            }
+        }
+        if !o.stderr.trim().is_empty() {
+            writeln!(f, "emulator stderr:\n{}", o.stderr.trim_end())?;
+        }
+        writeln!(f, "----- console log ({} lines) -----", o.log.lines().count())?;
+        writeln!(f, "{}", o.log.trim_end_matches('\n'))?;
+        write!(f, "----- end of console log -----")
+    }
+}
+
+impl std::error::Error for RunFailure {}
+
+/// Wraps `cmd` in coreutils' `timeout`, which kills it if the harness dies
+/// before it could (the harness itself kills it much earlier).
+fn with_backstop(cmd: &Command, limit: Duration) -> Command {
+    let timeout = Path::new("/usr/bin/timeout");
+    let mut wrapped = if timeout.is_file() {
+        let mut w = Command::new(timeout);
+        w.arg("--kill-after=5").arg(format!("{}", limit.as_secs() + BACKSTOP_GRACE_SECS)).arg(cmd.get_program());
+        w
+    } else {
+        Command::new(cmd.get_program())
+    };
+    wrapped.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
+
+/// Kills the process group led by `child`, then reaps the child.
+fn kill_group(child: &mut Child) -> Option<ExitStatus> {
+    let pgid = child.id();
+    let killed = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -s KILL -- -{pgid} 2>/dev/null"))
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !killed {
+        let _ = child.kill();
+    }
+    child.wait().ok()
+}
+
+/// Spawns `cmd` (shown in reports as `shown`) and watches its stdout as the
+/// console until `expect` says the run is over. Errors are only for runs
+/// that could not be started; a failed run is an [`Outcome`] whose
+/// [`Outcome::verdict`] says why.
+pub fn run(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> Result<Outcome> {
+    let mut cmd = with_backstop(&cmd, expect.timeout);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut log_file = match &options.log_file {
+        Some(p) => {
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+            }
+            let mut f = File::create(p).context(|| format!("creating {}", p.display()))?;
+            let _ = writeln!(f, "# {shown}");
+            Some(f)
+        }
+        None => None,
+    };
+
+    let start = Instant::now();
+    let mut child = cmd.spawn().context(|| format!("starting {shown}"))?;
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let (etx, erx) = mpsc::channel::<String>();
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        let _ = etx.send(String::from_utf8_lossy(&s).into_owned());
+    });
+
+    let mut monitor = Monitor::new(expect);
+    let deadline = start + expect.timeout;
+    let mut ending: Option<Ending> = None;
+    let mut end_by: Option<Instant> = None;
+    let mut eof = false;
+    loop {
+        let limit = end_by.unwrap_or(deadline);
+        let now = Instant::now();
+        if now >= limit {
+            ending.get_or_insert(Ending::TimedOut);
+            break;
+        }
+        match rx.recv_timeout(limit - now) {
+            Ok(chunk) => {
+                if options.echo {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&chunk);
+                    let _ = out.flush();
+                }
+                if let Some(f) = &mut log_file {
+                    let _ = f.write_all(&without_cr(&chunk));
+                }
+                let event = monitor.feed(&chunk, start.elapsed());
+                if ending.is_none() {
+                    let (e, linger) = match event {
+                        Event::Continue => continue,
+                        Event::Stop => (Ending::Stopped, STOP_LINGER),
+                        Event::Fail(m) => (Ending::Failed(m), FAILURE_LINGER),
+                    };
+                    ending = Some(e);
+                    end_by = Some(Instant::now() + linger);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                eof = true;
+                break;
+            }
+        }
+    }
+    // On EOF the emulator has exited (or is exiting): reap it. Otherwise
+    // kill its whole process group (the `timeout` wrapper and QEMU).
+    let status = if eof { child.wait().ok() } else { kill_group(&mut child) };
+    let ending = ending.unwrap_or(Ending::Exited);
+    let elapsed = start.elapsed();
+    let stderr = erx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
+
+    let outcome = Outcome {
+        expect: expect.clone(),
+        command: shown.to_string(),
+        log: monitor.log(),
+        stderr,
+        ending,
+        status,
+        markers: expect
+            .markers
+            .iter()
+            .zip(&monitor.hits)
+            .map(|(m, at)| MarkerTime { marker: m.clone(), at: *at })
+            .collect(),
+        failure_marker: monitor.failure.clone(),
+        elapsed,
+    };
+    if let Some(f) = &mut log_file {
+        let verdict = if outcome.passed() { "PASS" } else { "FAIL" };
+        let _ = writeln!(f, "\n# {verdict}: {}", outcome.summary());
+    }
+    Ok(outcome)
+}
+
+/// Runs `cmd` and fails unless the run passes: the error holds the report.
+pub fn run_checked(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> Result<Outcome> {
+    let outcome = run(cmd, shown, expect, options)?;
+    outcome.verdict().map_err(|f| Error::new(f.to_string()))?;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The harness judged on fake emulators (shell scripts): no QEMU needed.
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    fn run_sh(script: &str, expect: &Expect) -> Outcome {
+        run(sh(script), script, expect, &RunOptions::default()).unwrap()
+    }
+
+    const BOOT_LOG: &str =
+        r"printf 'Armature 0.1.0\r\nCurrentEL=2 (EL2)\r\nDTB address: 0x48000000\r\nCPUs: 4 in /cpus\r\n'";
+
+    #[test]
+    fn missing_marker_fails_and_shows_the_whole_log() {
+        let expect = Expect::new()
+            .markers(["Armature", "Memory: 1 bank(s)", "CPUs: 4 in /cpus"])
+            .clean_exit(true)
+            .timeout(Duration::from_secs(20));
+        let outcome = run_sh(BOOT_LOG, &expect);
+        assert_eq!(outcome.ending, Ending::Exited);
+        assert!(outcome.status.unwrap().success());
+        assert!(outcome.time_to("Armature").is_some());
+        assert!(outcome.time_to("Memory: 1 bank(s)").is_none());
+        let failure = outcome.verdict().unwrap_err();
+        let report = failure.to_string();
+        // The missing markers are listed: the one not printed at all, and the
+        // one printed before it (markers are ordered).
+        assert!(report.contains("2 of 3 marker(s) missing"), "{report}");
+        assert!(report.contains("the first missing one is #2"), "{report}");
+        assert!(report.contains("[missing  ] \"Memory: 1 bank(s)\""), "{report}");
+        assert!(report.contains("[missing  ] \"CPUs: 4 in /cpus\""), "{report}");
+        // The whole console log is in the report, every line of it.
+        let log = "Armature 0.1.0\nCurrentEL=2 (EL2)\nDTB address: 0x48000000\nCPUs: 4 in /cpus\n";
+        assert_eq!(outcome.log, log);
+        assert!(
+            report.contains(&format!("----- console log (4 lines) -----\n{log}----- end of console log -----")),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn all_markers_and_clean_exit_pass() {
+        let expect = Expect::new().markers(["Armature", "CPUs: 4"]).clean_exit(true);
+        let outcome = run_sh(BOOT_LOG, &expect);
+        outcome.assert_passed();
+        assert!(outcome.time_to("Armature").unwrap() <= outcome.time_to("CPUs: 4").unwrap());
+    }
+
+    #[test]
+    fn failure_marker_ends_the_run_early() {
+        // The fake emulator "crashes", then would hang for a minute.
+        let script = "printf 'booting\\n\\n----[ Armature 0.1.0 aarch64 crash on CPU0 ]----\\nESR_EL2: 0x96000010\\n'; exec sleep 60";
+        let expect = Expect::new().marker("Boot complete").timeout(Duration::from_secs(50));
+        let outcome = run_sh(script, &expect);
+        assert_eq!(outcome.ending, Ending::Failed("----[ Armature".into()));
+        assert!(outcome.elapsed < Duration::from_secs(20), "not ended early: {:?}", outcome.elapsed);
+        // The dump after the marker was still collected.
+        assert!(outcome.log.contains("ESR_EL2: 0x96000010"));
+        let report = outcome.verdict().unwrap_err().to_string();
+        assert!(report.contains("failure marker \"----[ Armature\" seen"), "{report}");
+        assert!(report.contains("[missing  ] \"Boot complete\""), "{report}");
+    }
+
+    #[test]
+    fn failure_marker_fails_even_with_every_marker_present() {
+        let script = "printf 'PANIC: oops\\nPowering off\\n'";
+        let outcome = run_sh(script, &Expect::new().marker("Powering off").clean_exit(true));
+        assert!(outcome.time_to("Powering off").is_some());
+        assert!(!outcome.passed());
+    }
+
+    #[test]
+    fn stop_marker_ends_the_run_early_as_success() {
+        let script =
+            "printf 'Armature: FATAL: not started at the hypervisor level.\\nArmature: halted.\\n'; exec sleep 60";
+        let expect =
+            Expect::new().markers(["FATAL: not started", "halted."]).failure_markers(["PANIC"]).stop_on("halted.");
+        let outcome = run_sh(script, &expect);
+        assert_eq!(outcome.ending, Ending::Stopped);
+        assert!(outcome.elapsed < Duration::from_secs(20));
+        outcome.assert_passed();
+    }
+
+    #[test]
+    fn markers_must_come_in_order() {
+        let outcome =
+            run_sh("printf 'second\\nfirst\\n'", &Expect::new().markers(["first", "second"]).clean_exit(true));
+        assert!(outcome.time_to("first").is_some());
+        assert!(outcome.time_to("second").is_none());
+        assert!(!outcome.passed());
+    }
+
+    #[test]
+    fn timeout_kills_the_process_group() {
+        // A child of the fake emulator holds the console open as well.
+        let expect = Expect::new().marker("never").timeout(Duration::from_secs(1));
+        let outcome = run_sh("sleep 60 & echo started; sleep 60", &expect);
+        assert_eq!(outcome.ending, Ending::TimedOut);
+        assert!(outcome.elapsed < Duration::from_secs(10));
+        let report = outcome.verdict().unwrap_err().to_string();
+        assert!(report.contains("timed out after 1 s"), "{report}");
+        assert!(report.contains("started"), "{report}");
+    }
+
+    #[test]
+    fn nonzero_exit_fails_a_clean_exit_run() {
+        let outcome = run_sh("echo done; exit 3", &Expect::new().marker("done").clean_exit(true));
+        let report = outcome.verdict().unwrap_err().to_string();
+        assert!(report.contains("exit status: 3"), "{report}");
+    }
+
+    #[test]
+    fn markers_split_across_reads_are_found() {
+        let expect = Expect::new().markers(["Powering off via PSCI SYSTEM_OFF\n"]).failure_markers(["PANIC"]);
+        let mut m = Monitor::new(&expect);
+        assert_eq!(m.feed(b"Powering o", Duration::ZERO), Event::Continue);
+        assert_eq!(m.feed(b"ff via PS", Duration::ZERO), Event::Continue);
+        // Every marker seen, no clean exit required: the run can stop.
+        assert_eq!(m.feed(b"CI SYSTEM_OFF\r", Duration::from_millis(5)), Event::Continue);
+        assert_eq!(m.feed(b"\n", Duration::from_millis(5)), Event::Stop);
+        assert!(m.all_seen());
+        assert_eq!(m.feed(b"PAN", Duration::ZERO), Event::Continue);
+        assert_eq!(m.feed(b"IC", Duration::ZERO), Event::Fail("PANIC".into()));
+        assert_eq!(m.log(), "Powering off via PSCI SYSTEM_OFF\nPANIC");
+    }
+
+    #[test]
+    fn log_file_has_the_console_and_the_verdict() {
+        let path = crate::paths::scratch_dir("runner-log-file").unwrap().join("run.log");
+        let options = RunOptions::default().log_to(&path);
+        run(sh("echo hello"), "echo hello", &Expect::new().marker("hello").clean_exit(true), &options).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# echo hello\nhello\n"), "{text}");
+        assert!(text.contains("# PASS: exited with exit status: 0"), "{text}");
+    }
+}
