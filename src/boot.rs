@@ -21,7 +21,15 @@ use log::{error, info, warn};
 /// (AArch64: the EL number; ARMv7: the CPSR mode bits).
 #[unsafe(no_mangle)]
 pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize) -> ! {
-    if let EarlyUart::Pl011(base) = platform::EARLY_UART {
+    let early = armature_early::info();
+    let mmu_on = early.plan != 0 && early.error == 0;
+    if mmu_on {
+        if early.uart_va != 0 {
+            // SAFETY: the early code mapped the platform's PL011 at `uart_va`
+            // (Device memory, read/write) in the boot tables.
+            console::set_uart(unsafe { Pl011::new(early.uart_va as usize) });
+        }
+    } else if let EarlyUart::Pl011(base) = platform::EARLY_UART {
         // SAFETY: the platform's early UART is a PL011 at this address, and
         // with the MMU off every physical address is accessible.
         console::set_uart(unsafe { Pl011::new(base) });
@@ -43,11 +51,20 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     info!("Load address: {load:#x} (image {img_start:#x}-{:#x}, {} KiB)", img_end - 1, (img_end - img_start) / 1024);
     info!("{}, entered at {}", privilege.text, arch::entry_level_name(entry_level));
     info!("DTB address: {dtb:#x}");
+    if early.error != 0 {
+        fatal(format_args!("early MMU setup failed: {} (error {})", early_error_name(early.error), early.error));
+    }
+    let dt_addr = if mmu_on {
+        report_early_mmu(&early);
+        early.dtb_va as usize
+    } else {
+        dtb
+    };
 
-    // SAFETY: the boot protocol passes the DTB's physical address, and with
-    // the MMU off physical memory is readable. `from_addr` checks the header
-    // before reading further.
-    let dt = match unsafe { DeviceTree::from_addr(dtb) } {
+    // SAFETY: the boot protocol passes the DTB's physical address; with the
+    // MMU off it is readable there, with it on the early code mapped it
+    // read-only at `dtb_va`. `from_addr` checks the header before reading on.
+    let dt = match unsafe { DeviceTree::from_addr(dt_addr) } {
         Ok(dt) => dt,
         Err(e) => fatal(format_args!("device tree at {dtb:#x} refused: {e}")),
     };
@@ -79,7 +96,7 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     match dt.stdout() {
         Ok(out) => {
             info!("Console: stdout-path \"{}\" -> {} ({}) at {:#x}", out.raw, out.path, out.compatible, out.base);
-            switch_console(out.compatible, out.base);
+            switch_console(out.compatible, out.base, mmu_on.then_some(early.uart_pa));
         }
         Err(e) => warn!("Console: {e}; staying on the early console"),
     }
@@ -129,10 +146,46 @@ fn conduit_name(c: Conduit) -> &'static str {
     }
 }
 
-/// Moves the console to the device tree's UART when it is a PL011 we can drive.
-fn switch_console(compatible: &str, base: u64) {
+/// Logs what the early MMU code did.
+fn report_early_mmu(e: &armature_early::EarlyInfo) {
+    match e.plan {
+        2 => info!(
+            "MMU: on; identity page {:#x} clashed with the runtime range at {:#x}: went through the temporary alias at {:#x}",
+            e.idmap_pa, e.image_va, e.alias_va
+        ),
+        _ => info!("MMU: on; identity page {:#x} (no clash with the runtime range at {:#x})", e.idmap_pa, e.image_va),
+    }
+    info!(
+        "MMU: image {:#x} -> VA {:#x}; boot tables at {:#x} ({} pages); removed {} identity and {} alias page(s)",
+        e.load_pa, e.image_va, e.root_pa, e.tables_used, e.idmap_removed, e.alias_removed
+    );
+}
+
+/// The early code's error codes (`armature_early::Error`) in words.
+fn early_error_name(code: u64) -> &'static str {
+    match code {
+        1 => "out of boot page-table pages",
+        2 => "virtual address already mapped",
+        3 => "address not page aligned or out of range",
+        4 => "image larger than the runtime image window",
+        5 => "device tree too large or not a device tree (bad header at the DTB address)",
+        6 => "physical address range of the CPU too small",
+        7 => "mapping to remove not found",
+        _ => "unknown early error",
+    }
+}
+
+/// Moves the console to the device tree's UART when it is a PL011 we can
+/// drive. With the MMU on only the early UART is mapped (`early_uart`).
+fn switch_console(compatible: &str, base: u64, early_uart: Option<u64>) {
     if compatible != "arm,pl011" {
         warn!("Console: no driver for {compatible}; staying on the early console");
+        return;
+    }
+    if let Some(pa) = early_uart {
+        if pa != base {
+            warn!("Console: {base:#x} is not mapped yet; staying on the early UART at {pa:#x}");
+        }
         return;
     }
     let Ok(base) = usize::try_from(base) else {

@@ -38,3 +38,11 @@ pub const EARLY_UART: EarlyUart = if cfg!(feature = "platform-fvp") {
     // QEMU virt: the only non-secure PL011.
     EarlyUart::Pl011(0x0900_0000)
 };
+
+/// The early UART's physical address for the boot stub (0: none). The stub
+/// passes it to the early code, which maps it in the fixmap.
+#[unsafe(no_mangle)]
+pub static ARMATURE_EARLY_UART: u64 = match EARLY_UART {
+    EarlyUart::Pl011(base) => base as u64,
+    EarlyUart::None => 0,
+};

@@ -8,7 +8,7 @@ mod common;
 
 use common::{DtbAt, uboot_boot};
 use xtask::Qemu;
-use xtask::uboot::FDT_ADDR;
+use xtask::uboot::{Environment, FDT_ADDR};
 
 #[test]
 fn hyp_smp2_1g() {
@@ -17,5 +17,11 @@ fn hyp_smp2_1g() {
 
 #[test]
 fn bootz_smp2() {
-    uboot_boot("armv7-uboot-gicv2-smp2", Qemu::armv7().smp(2), true, "loglvl=info", DtbAt::Exactly(FDT_ADDR));
+    uboot_boot(
+        "armv7-uboot-gicv2-smp2",
+        Qemu::armv7().smp(2),
+        Environment::Fast,
+        "loglvl=info",
+        DtbAt::Exactly(FDT_ADDR),
+    );
 }

@@ -7,14 +7,14 @@ mod common;
 
 use common::{DtbAt, uboot_boot};
 use xtask::Qemu;
-use xtask::uboot::FDT_ADDR;
+use xtask::uboot::{Environment, FDT_ADDR};
 
 #[test]
 fn booti_gicv3_smp4() {
     uboot_boot(
         "aarch64-uboot-gicv3-smp4",
         Qemu::aarch64().gic(3).smp(4),
-        true,
+        Environment::Fast,
         "loglvl=info",
         DtbAt::MovedFrom(FDT_ADDR),
     );
@@ -25,5 +25,11 @@ fn booti_gicv3_smp4() {
 #[test]
 fn booti_default_environment_gicv2_smp2_2g() {
     let qemu = Qemu::aarch64().gic(2).smp(2).memory("2G");
-    uboot_boot("aarch64-uboot-defenv-gicv2-smp2", qemu, false, "console=dtuart", DtbAt::MovedFrom(FDT_ADDR));
+    uboot_boot(
+        "aarch64-uboot-defenv-gicv2-smp2",
+        qemu,
+        Environment::BuiltIn,
+        "console=dtuart",
+        DtbAt::MovedFrom(FDT_ADDR),
+    );
 }

@@ -30,6 +30,8 @@
         .equ    FRAME_ELR,      (32 * 8)
         .equ    FRAME_ESR,      (34 * 8)
         .equ    FRAME_SIZE,     (36 * 8)
+        /* MmuRegs in boot/early/src/aarch64.rs: ttbr0, tcr, mair, sctlr, entry_va, image_va. */
+        .equ    MMUREGS_SIZE,   (6 * 8)
 
 /* Load the PC-relative address of \sym into \reg (+/- 4 GiB, no relocation). */
 .macro adr_l reg, sym
@@ -59,8 +61,10 @@ _start:
 /*
  * primary_entry: boot CPU entry.
  *   In:  x0 = DTB physical address; MMU and D-cache off; any of EL1..EL3.
- *   Out: calls armature_boot_main(x0 = DTB, x1 = load address, x2 = entry EL),
- *        on the boot stack, BSS zeroed, relocations applied. Never returns.
+ *   Out: calls armature_boot_main(x0 = DTB PA, x1 = load PA, x2 = entry EL)
+ *        on the boot stack, BSS zeroed, relocations applied: at EL2 with the
+ *        MMU on at the runtime address; at EL1, or when the early code
+ *        refused, with the MMU off at the load address. Never returns.
  */
 primary_entry:
         mov     x19, x0
@@ -75,24 +79,80 @@ primary_entry:
 1:
         mrs     x0, CurrentEL
         cmp     x0, #(2 << 2)
-        b.ne    2f
-        /* At EL2: take exceptions from the very first instruction of Rust. */
+        b.ne    mmu_off_path            /* EL1: Rust explains and stops */
+        /* At EL2: take exceptions from here on. */
         adr_l   x0, el2_vectors
         msr     vbar_el2, x0
         isb
-2:
         bl      zero_bss
+        adr_l   x0, boot_stack_top
+        mov     sp, x0
+
+        /* Build the boot page tables (Rust, MMU off, PC-relative only). */
+        sub     sp, sp, #MMUREGS_SIZE
+        mov     x0, x20
+        mov     x1, x19
+        adr_l   x2, ARMATURE_EARLY_UART
+        ldr     x2, [x2]
+        mov     x3, sp
+        bl      armature_early_map
+        cbnz    x0, mmu_off_path        /* Rust reports the reason, MMU off */
+        ldp     x0, x1, [sp, #0]        /* TTBR0_EL2, TCR_EL2 */
+        ldp     x2, x3, [sp, #16]       /* MAIR_EL2, SCTLR_EL2 */
+        ldp     x22, x24, [sp, #32]     /* x22 = VA to continue at, x24 = runtime image VA */
+        add     sp, sp, #MMUREGS_SIZE
+        adr_l   x4, 2f
+        sub     x4, x4, x20
+        add     x4, x4, x22             /* label 2 in the new mapping */
+        b       enable_mmu              /* identity page: MMU on, then br x4 */
+2:
+        /* MMU on, running at x22: the runtime address, or the alias on a clash. */
+        sub     x23, x22, x20
+        add     sp, sp, x23
+        adr_l   x0, el2_vectors
+        msr     vbar_el2, x0
+        isb
+        cmp     x22, x24
+        b.eq    3f
+        /* Clash path: replace the identity entry with the runtime mapping. */
+        bl      armature_early_leave_identity
+        cbnz    x0, early_halt
+        sub     sp, sp, x22
+        add     sp, sp, x24
+        adr_l   x4, 3f
+        sub     x4, x4, x22
+        add     x4, x4, x24             /* label 3 at the runtime address */
+        br      x4
+3:
+        /* At the runtime address: remove the identity page or the alias. */
+        adr_l   x0, el2_vectors
+        msr     vbar_el2, x0
+        isb
+        bl      armature_early_finish
+        cbnz    x0, early_halt
+        mov     x0, x24                 /* relocate for the runtime address */
+        bl      apply_relocations
+        bl      armature_early_seal     /* rodata read-only from now on */
+        cbnz    x0, early_halt
+        b       call_rust
+
+/* EL1 entry, or the early code refused: run at the load address, MMU off. */
+mmu_off_path:
+        bl      zero_bss_keep_early     /* BSS may hold the early report: keep it */
+        mov     x0, x20
         bl      apply_relocations
         adr_l   x0, boot_stack_top
         mov     sp, x0
+call_rust:
         mov     x29, xzr                /* terminate the frame-pointer chain */
         mov     x30, xzr
         mov     x0, x19
         mov     x1, x20
         mov     x2, x21
         bl      armature_boot_main
-3:      wfe                             /* armature_boot_main never returns */
-        b       3b
+early_halt:
+        wfe                             /* armature_boot_main never returns */
+        b       early_halt
 
 /*
  * el3_to_el2: make EL2 the non-secure AArch64 hypervisor level and drop to it.
@@ -125,26 +185,79 @@ zero_bss:
 2:      ret
 
 /*
- * apply_relocations: add the load address (x20) to every R_AARCH64_RELATIVE
- * target. Any other relocation type is a build error (xtask checks the ELF);
- * should one appear anyway, stop here rather than run with a wrong pointer.
- *   In: x20 = load address. Clobbers x0-x4.
+ * zero_bss_keep_early: on the MMU-off path. At EL1 nothing has run, so BSS is
+ * zeroed here; at EL2 it already was, and holds the early code's report.
+ *   Clobbers x0, x1 (lr: returns to the caller, also through zero_bss).
+ */
+zero_bss_keep_early:
+        mrs     x0, CurrentEL
+        cmp     x0, #(2 << 2)
+        b.ne    zero_bss
+        ret
+
+/*
+ * apply_relocations: write base + addend to every R_AARCH64_RELATIVE target.
+ * The image is linked at 0, so the base is the address the image runs at
+ * (the runtime virtual address, or the load address with the MMU off). Any
+ * other relocation type is a build error (xtask checks the ELF); should one
+ * appear anyway, stop here rather than run with a wrong pointer.
+ *   In: x0 = base. Clobbers x1-x5.
  */
 apply_relocations:
-        adr_l   x0, __rela_start
-        adr_l   x1, __rela_end
-1:      cmp     x0, x1
+        adr_l   x1, __rela_start
+        adr_l   x2, __rela_end
+1:      cmp     x1, x2
         b.hs    2f
-        ldp     x2, x3, [x0], #16       /* r_offset, r_info */
-        ldr     x4, [x0], #8            /* r_addend */
-        cmp     w3, #R_AARCH64_RELATIVE
+        ldp     x3, x4, [x1], #16       /* r_offset, r_info */
+        ldr     x5, [x1], #8            /* r_addend */
+        cmp     w4, #R_AARCH64_RELATIVE
         b.ne    3f
-        add     x4, x4, x20
-        str     x4, [x2, x20]
+        add     x5, x5, x0
+        str     x5, [x3, x0]
         b       1b
 2:      ret
 3:      wfe
         b       3b
+
+        .section .text.idmap, "ax"
+/*
+ * enable_mmu: the only code that runs while the MMU is switched on. It lives
+ * in the identity-mapped page (.text.idmap, at most one page, asserted by the
+ * linker), so the instruction after the switch is fetched from the same
+ * address in both worlds. TTBR is written with the MMU off, never on.
+ *   In:  x0 = TTBR0_EL2, x1 = TCR_EL2, x2 = MAIR_EL2, x3 = SCTLR_EL2,
+ *        x4 = virtual address to continue at.
+ *   Clobbers x5-x8. Does not return: branches to x4 with the MMU on.
+ */
+enable_mmu:
+        /* Drop stale lines over what was written with the caches off (BSS:
+         * tables, stack, early report) so the cached view matches memory. */
+        adr_l   x5, __bss_start
+        adr_l   x6, __image_end
+        mrs     x7, ctr_el0
+        ubfx    x7, x7, #16, #4         /* DminLine: log2(words) */
+        mov     x8, #4
+        lsl     x7, x8, x7              /* line size in bytes */
+        sub     x8, x7, #1
+        bic     x5, x5, x8
+1:      dc      ivac, x5
+        add     x5, x5, x7
+        cmp     x5, x6
+        b.lo    1b
+        dsb     sy
+        tlbi    alle2
+        dsb     nsh
+        isb
+        msr     mair_el2, x2
+        msr     tcr_el2, x1
+        msr     ttbr0_el2, x0
+        isb
+        msr     sctlr_el2, x3
+        isb
+        ic      iallu
+        dsb     nsh
+        isb
+        br      x4
 
 /*
  * EL2 exception vectors. Every entry saves the full register state into an

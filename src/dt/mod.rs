@@ -7,8 +7,30 @@
 //! non-panicking calls; every error names what was wrong and where.
 //! Addresses in `reg` are translated through the parents' `ranges`, which
 //! boards with nested buses (FVP, Juno) need.
+//!
+//! [`DeviceTree::boot_plan`] gathers everything the boot CPU needs to bring
+//! up the machine into one [`BootPlan`]: CPUs and how to start each one
+//! ([`cpus`]), PSCI ([`psci`]), the GIC ([`gic`]), the generic timer
+//! ([`timer`]), the console, memory banks and reserved memory ([`plan`]).
+//! Submodules, each with its own doc:
+//! - `walk`: finding nodes (by path or a depth-first walk) with their
+//!   ancestors, `reg` translation, cell and string readers.
 
 use core::fmt;
+
+pub mod cpus;
+pub mod gic;
+pub mod plan;
+pub mod psci;
+pub mod timer;
+mod walk;
+
+pub use cpus::{Cpu, CpuBoot, CpuIssue, Cpus, MAX_CPUS};
+pub use gic::{Gic, GicVersion, Irq, IrqKind};
+pub use plan::{BootPlan, Console, ConsoleSource, MAX_RESERVED, Reserved, ReservedRegion};
+pub use psci::{Psci, PsciFunction, PsciIds, PsciVersion};
+pub use timer::{Timer, TimerKind};
+pub use walk::{NODE_PATH_CAP, NodePath};
 
 /// Largest DT accepted (Linux's limit for arm64 is 2 MiB).
 pub const MAX_DT_SIZE: usize = 2 << 20;
@@ -61,6 +83,112 @@ pub enum DtError {
     NoMemory,
     /// A `reg` address cannot be translated to a CPU physical address.
     Untranslatable,
+    /// A property of a node is missing or malformed.
+    Prop {
+        /// The node's full path.
+        node: NodePath,
+        /// The property.
+        prop: &'static str,
+        /// What is wrong with it.
+        problem: Problem,
+    },
+}
+
+impl DtError {
+    /// A [`DtError::Prop`] error.
+    pub fn prop(node: &str, prop: &'static str, problem: Problem) -> Self {
+        DtError::Prop { node: NodePath::new(node), prop, problem }
+    }
+}
+
+/// What is wrong with a property (see [`DtError::Prop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The property is absent but required.
+    Missing,
+    /// The value has the wrong length.
+    Length {
+        /// Bytes present.
+        len: usize,
+        /// Bytes expected.
+        expected: usize,
+    },
+    /// A number that must be one or two cells has another length.
+    NotOneOrTwoCells {
+        /// Bytes present.
+        len: usize,
+    },
+    /// The value is not a whole number of entries.
+    NotMultiple {
+        /// Bytes present.
+        len: usize,
+        /// Bytes per entry.
+        stride: usize,
+    },
+    /// Fewer entries than required.
+    TooFew {
+        /// Entries present.
+        have: usize,
+        /// Entries required.
+        need: usize,
+    },
+    /// `#address-cells`/`#size-cells` this code cannot read an address with.
+    CellCount {
+        /// Address cells.
+        address: usize,
+        /// Size cells.
+        size: usize,
+    },
+    /// A number out of the allowed range.
+    Value(u64),
+    /// A string value (method, compatible, ...) that is not recognised.
+    UnknownString,
+    /// Not a string (or not UTF-8).
+    NotString,
+    /// An MPIDR with bits set outside the affinity fields.
+    ReservedBits(u64),
+    /// The same MPIDR as an earlier CPU.
+    Duplicate(u64),
+    /// An interrupt that must be a PPI is not.
+    NotPpi,
+    /// `interrupts` whose interrupt parent has this `#interrupt-cells`
+    /// (a GIC specifier needs 3 or 4).
+    InterruptCells(usize),
+    /// The address is outside every `ranges` entry of this bus.
+    NotCovered {
+        /// The address, in the bus's child address space.
+        addr: u64,
+    },
+    /// The path or alias does not lead to a node.
+    NoSuchNode,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Problem::Missing => write!(f, "is missing"),
+            Problem::Length { len, expected } => write!(f, "is {len} bytes long, expected {expected}"),
+            Problem::NotOneOrTwoCells { len } => write!(f, "is {len} bytes long, expected 4 or 8 (one or two cells)"),
+            Problem::NotMultiple { len, stride } => {
+                write!(f, "is {len} bytes long, not a non-zero multiple of the {stride}-byte entry")
+            }
+            Problem::TooFew { have, need } => write!(f, "has {have} entries, needs at least {need}"),
+            Problem::CellCount { address, size } => {
+                write!(f, "cannot be read with #address-cells = {address}, #size-cells = {size}")
+            }
+            Problem::Value(v) => write!(f, "has unsupported value {v:#x}"),
+            Problem::UnknownString => write!(f, "has an unrecognised value"),
+            Problem::NotString => write!(f, "is not a string"),
+            Problem::ReservedBits(v) => write!(f, "MPIDR {v:#x} has bits set outside Aff3..Aff0"),
+            Problem::Duplicate(v) => write!(f, "MPIDR {v:#x} is already used by another CPU"),
+            Problem::NotPpi => write!(f, "is not a PPI"),
+            Problem::InterruptCells(n) => {
+                write!(f, "belongs to an interrupt parent with #interrupt-cells = {n}, not a GIC's 3 or 4")
+            }
+            Problem::NotCovered { addr } => write!(f, "covers no child address {addr:#x}"),
+            Problem::NoSuchNode => write!(f, "names no node"),
+        }
+    }
 }
 
 impl fmt::Display for DtError {
@@ -86,6 +214,7 @@ impl fmt::Display for DtError {
             }
             DtError::NoMemory => write!(f, "no memory node with a usable reg property"),
             DtError::Untranslatable => write!(f, "reg address cannot be translated through ranges"),
+            DtError::Prop { node, prop, problem } => write!(f, "{node}: property {prop} {problem}"),
         }
     }
 }
@@ -146,7 +275,7 @@ const FDT_PROP: u32 = 3;
 const FDT_NOP: u32 = 4;
 const FDT_END: u32 = 9;
 /// Deepest node nesting accepted.
-const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// Walks the whole structure block of a blob whose header passed
 /// [`validate_header`] and checks every token, so that the `fdt` crate's
@@ -275,7 +404,7 @@ impl fmt::Display for Region {
 }
 
 /// A fixed-capacity list of regions (there is no heap this early).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Regions {
     items: [Region; MAX_BANKS],
     len: usize,
@@ -288,7 +417,32 @@ impl Default for Regions {
     }
 }
 
+impl fmt::Debug for Regions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()?;
+        if self.dropped > 0 {
+            write!(f, " (+{} dropped)", self.dropped)?;
+        }
+        Ok(())
+    }
+}
+
+impl PartialEq for Regions {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice() && self.dropped == other.dropped
+    }
+}
+
+impl Eq for Regions {}
+
 impl Regions {
+    /// Regions from a slice (beyond [`MAX_BANKS`] they are counted as dropped).
+    pub fn from_slice(rs: &[Region]) -> Self {
+        let mut out = Self::default();
+        rs.iter().for_each(|r| out.push(*r));
+        out
+    }
+
     /// Adds a region; beyond [`MAX_BANKS`] it is counted in [`Regions::dropped`].
     pub fn push(&mut self, r: Region) {
         if self.len < MAX_BANKS {
@@ -343,18 +497,6 @@ pub struct DeviceTree<'a> {
     bytes: &'a [u8],
 }
 
-/// Reads `n` big-endian cells (n <= 2 is meaningful for addresses; more is truncated to 64 bits).
-fn read_cells(b: &[u8], n: usize) -> Option<u64> {
-    if b.len() < n * 4 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for i in 0..n {
-        v = (v << 32) | be32(b, i * 4) as u64;
-    }
-    Some(v)
-}
-
 impl<'a> DeviceTree<'a> {
     /// Validates `bytes` (which must hold the whole blob) and wraps it.
     pub fn new(bytes: &'a [u8]) -> Result<Self, DtError> {
@@ -392,102 +534,65 @@ impl<'a> DeviceTree<'a> {
         self.bytes.len()
     }
 
+    /// The whole blob.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// The underlying parser, for lookups this wrapper does not offer.
+    ///
+    /// Beware: its `find_node` falls back to alias resolution and recurses
+    /// without bound on an alias that names itself; this wrapper never uses it
+    /// with anything but `/`.
     pub fn raw(&self) -> &fdt::Fdt<'a> {
         &self.fdt
     }
 
-    fn node(&self, path: &str) -> Option<fdt::node::FdtNode<'_, 'a>> {
-        self.fdt.find_node(path)
+    /// The node at a full path, with its ancestors.
+    pub(crate) fn locate(&self, path: &str) -> Option<walk::Located<'_, 'a>> {
+        walk::lookup(&self.fdt, path)
     }
 
-    /// `#address-cells` and `#size-cells` a node gives its children (defaults 2 and 1).
-    fn child_cells(&self, path: &str) -> Result<(usize, usize), DtError> {
-        let node = self.node(path).ok_or(DtError::Untranslatable)?;
-        let get = |name: &str, default: usize| -> Result<usize, DtError> {
-            match node.property(name) {
-                None => Ok(default),
-                Some(p) => match read_cells(p.value, 1) {
-                    Some(v) if v <= 4 => Ok(v as usize),
-                    _ => Err(DtError::BadProperty { node: "(a bus node)", prop: "#address-cells/#size-cells" }),
-                },
-            }
-        };
-        Ok((get("#address-cells", 2)?, get("#size-cells", 1)?))
+    /// Visits every node depth-first.
+    pub(crate) fn walk<'b>(&'b self, visit: &mut dyn FnMut(&walk::Located<'b, 'a>) -> walk::Flow) {
+        walk::walk(&self.fdt, visit)
     }
 
     /// The `index`-th `reg` entry of the node at `path` (a full path),
     /// translated to a CPU physical address through every parent's `ranges`.
-    pub fn reg(&self, path: &'a str, index: usize) -> Result<Region, DtError> {
-        let node = self.node(path).ok_or(DtError::MissingNode("(reg lookup)"))?;
-        let parent = parent_path(path);
-        let (ac, sc) = self.child_cells(parent)?;
-        let reg = node
-            .property("reg")
-            .ok_or(DtError::BadProperty { node: "(device)", prop: "reg" })?;
-        let stride = (ac + sc) * 4;
-        let entry = reg
-            .value
-            .get(index * stride..(index + 1) * stride)
-            .ok_or(DtError::BadProperty { node: "(device)", prop: "reg" })?;
-        let mut addr = read_cells(entry, ac).ok_or(DtError::Untranslatable)?;
-        let size = read_cells(&entry[ac * 4..], sc).ok_or(DtError::Untranslatable)?;
-        // Walk up: each bus between the node and the root maps its children's
-        // addresses into its own parent's address space.
-        let mut bus = parent;
-        while bus != "/" {
-            addr = self.translate_one(bus, addr, size)?;
-            bus = parent_path(bus);
-        }
-        Ok(Region { base: addr, size })
+    pub fn reg(&self, path: &str, index: usize) -> Result<Region, DtError> {
+        let at = self.locate(path).ok_or(DtError::prop(path, "reg", Problem::NoSuchNode))?;
+        at.reg(index)?
+            .ok_or(at.err("reg", Problem::TooFew { have: index, need: index + 1 }))
     }
 
-    /// Translates `addr` from the child address space of `bus` into its parent's.
-    fn translate_one(&self, bus: &str, addr: u64, size: u64) -> Result<u64, DtError> {
-        let node = self.node(bus).ok_or(DtError::Untranslatable)?;
-        let ranges = node.property("ranges").ok_or(DtError::Untranslatable)?;
-        if ranges.value.is_empty() {
-            return Ok(addr); // identity
-        }
-        let (cac, csc) = self.child_cells(bus)?;
-        let (pac, _) = self.child_cells(parent_path(bus))?;
-        let stride = (cac + pac + csc) * 4;
-        if stride == 0 {
-            return Err(DtError::Untranslatable);
-        }
-        for e in ranges.value.chunks_exact(stride) {
-            let child = read_cells(e, cac).ok_or(DtError::Untranslatable)?;
-            let parent = read_cells(&e[cac * 4..], pac).ok_or(DtError::Untranslatable)?;
-            let len = read_cells(&e[(cac + pac) * 4..], csc).ok_or(DtError::Untranslatable)?;
-            if addr >= child && addr.wrapping_sub(child) < len && size <= len - (addr - child) {
-                return Ok(addr - child + parent);
-            }
-        }
-        Err(DtError::Untranslatable)
-    }
-
-    /// RAM banks from every `memory` node (`device_type = "memory"`) that is not disabled.
+    /// RAM banks from every `memory` node (`device_type = "memory"`) that is
+    /// not disabled, in blob order. A `reg` that is not a whole number of
+    /// entries is an error naming the node.
     pub fn memory_banks(&self) -> Result<Regions, DtError> {
         let mut banks = Regions::default();
-        let (ac, sc) = self.child_cells("/")?;
-        let root = self.node("/").ok_or(DtError::MissingNode("/"))?;
-        for node in root.children() {
-            let is_mem = node.property("device_type").and_then(|p| p.as_str()) == Some("memory");
-            if !is_mem || !status_okay(&node) {
-                continue;
+        let mut err = None;
+        self.walk(&mut |at| {
+            if at.ancestors().is_empty() {
+                return walk::Flow::Descend; // the root
             }
-            let Some(reg) = node.property("reg") else { continue };
-            let stride = (ac + sc) * 4;
-            if stride == 0 {
-                continue;
-            }
-            for e in reg.value.chunks_exact(stride) {
-                let base = read_cells(e, ac).ok_or(DtError::NoMemory)?;
-                let size = read_cells(&e[ac * 4..], sc).ok_or(DtError::NoMemory)?;
-                if size != 0 {
-                    banks.push(Region { base, size });
+            let node = at.node();
+            let is_mem = node.property("device_type").and_then(|p| walk::first_string(p.value)) == Some("memory");
+            if is_mem && walk::enabled(node) && node.property("reg").is_some() {
+                let mut all = Regions::default();
+                match at.reg_all(&mut all) {
+                    Ok(_) => all.as_slice().iter().filter(|r| r.size != 0).for_each(|r| banks.push(*r)),
+                    Err(e) => {
+                        err = Some(e);
+                        return walk::Flow::Stop;
+                    }
                 }
+                banks.dropped += all.dropped();
             }
+            walk::Flow::Skip // memory nodes sit directly under the root
+        });
+        if let Some(e) = err {
+            return Err(e);
         }
         if banks.as_slice().is_empty() {
             return Err(DtError::NoMemory);
@@ -500,45 +605,41 @@ impl<'a> DeviceTree<'a> {
         if path.starts_with('/') {
             return Some(path);
         }
-        let aliases = self.fdt.find_node("/aliases")?;
-        aliases.property(path)?.as_str()
+        let aliases = self.locate("/aliases")?;
+        walk::first_string(aliases.prop(path)?)
     }
 
     /// The console named by `/chosen/stdout-path` (or `linux,stdout-path`).
     pub fn stdout(&self) -> Result<StdoutInfo<'a>, DtError> {
-        let chosen = self.node("/chosen").ok_or(DtError::MissingNode("/chosen"))?;
+        let chosen = self.locate("/chosen").ok_or(DtError::MissingNode("/chosen"))?;
         let raw = chosen
-            .property("stdout-path")
-            .or_else(|| chosen.property("linux,stdout-path"))
-            .and_then(|p| p.as_str())
+            .prop("stdout-path")
+            .or_else(|| chosen.prop("linux,stdout-path"))
+            .and_then(walk::first_string)
             .ok_or(DtError::BadProperty { node: "/chosen", prop: "stdout-path" })?;
         let name = raw.split(':').next().unwrap_or(raw);
         let path = self
             .resolve_alias(name)
-            .ok_or(DtError::BadProperty { node: "/aliases", prop: "(stdout-path alias)" })?;
-        let node = self.node(path).ok_or(DtError::MissingNode("(stdout-path target)"))?;
-        let compatible = node
-            .compatible()
-            .and_then(|c| c.all().next())
-            .ok_or(DtError::BadProperty { node: "(stdout-path target)", prop: "compatible" })?;
+            .ok_or(DtError::prop("/chosen", "stdout-path", Problem::NoSuchNode))?;
+        let at = self.locate(path).ok_or(DtError::prop("/chosen", "stdout-path", Problem::NoSuchNode))?;
+        let compatible = at
+            .prop("compatible")
+            .and_then(walk::first_string)
+            .ok_or(at.err("compatible", Problem::Missing))?;
         let base = self.reg(path, 0)?.base;
         Ok(StdoutInfo { raw, path, compatible, base })
     }
 
     /// The number of enabled CPU nodes under `/cpus`.
     pub fn cpu_count(&self) -> Result<usize, DtError> {
-        let cpus = self.node("/cpus").ok_or(DtError::MissingNode("/cpus"))?;
-        Ok(cpus
-            .children()
-            .filter(|n| n.property("device_type").and_then(|p| p.as_str()) == Some("cpu"))
-            .filter(status_okay)
-            .count())
+        let cpus = self.locate("/cpus").ok_or(DtError::MissingNode("/cpus"))?;
+        Ok(cpus.node().children().filter(|n| cpus::is_cpu_node(*n) && walk::enabled(*n)).count())
     }
 
     /// The PSCI conduit from `/psci`'s `method`.
     pub fn psci_conduit(&self) -> Result<Conduit, DtError> {
-        let psci = self.node("/psci").ok_or(DtError::MissingNode("/psci"))?;
-        match psci.property("method").and_then(|p| p.as_str()) {
+        let psci = self.locate("/psci").ok_or(DtError::MissingNode("/psci"))?;
+        match psci.prop("method").and_then(walk::first_string) {
             Some("smc") => Ok(Conduit::Smc),
             Some("hvc") => Ok(Conduit::Hvc),
             _ => Err(DtError::BadProperty { node: "/psci", prop: "method" }),
@@ -548,18 +649,10 @@ impl<'a> DeviceTree<'a> {
     /// The hypervisor's command line: `armature,bootargs`, else
     /// `xen,xen-bootargs`, else `bootargs` of `/chosen`.
     pub fn bootargs(&self) -> Option<&'a str> {
-        let chosen = self.node("/chosen")?;
+        let chosen = self.locate("/chosen")?;
         ["armature,bootargs", "xen,xen-bootargs", "bootargs"]
             .iter()
-            .find_map(|name| chosen.property(name).and_then(|p| p.as_str()))
-    }
-}
-
-/// `status` absent, `"okay"` or `"ok"`.
-fn status_okay(node: &fdt::node::FdtNode<'_, '_>) -> bool {
-    match node.property("status").and_then(|p| p.as_str()) {
-        None => true,
-        Some(s) => s == "okay" || s == "ok",
+            .find_map(|name| chosen.prop(name).and_then(walk::first_string))
     }
 }
 
@@ -573,3 +666,26 @@ pub fn parent_path(path: &str) -> &str {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod scratch {
+    extern crate std;
+    #[test]
+    fn scratch_print() {
+        for f in std::fs::read_dir("tests/fixtures/dtb").unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().map(|e| e != "dtb").unwrap_or(true) { continue; }
+            let b = std::fs::read(&p).unwrap();
+            let dt = super::DeviceTree::new(&b).unwrap();
+            std::println!("=== {}", p.display());
+            dt.boot_plan().report(&mut |a| std::println!("  {a}"));
+            let t = std::time::Instant::now();
+            let mut n = 0;
+            for i in (0..b.len()).step_by(7) {
+                let mut c = b.clone();
+                c[i] ^= 0xff;
+                if let Ok(dt) = super::DeviceTree::new(&c) { let p = dt.boot_plan(); n += 1; let _ = p; }
+            }
+            std::println!("TIMING {} {} plans in {:?} ({} bytes)", p.display(), n, t.elapsed(), b.len());
+        }
+    }
+}

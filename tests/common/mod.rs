@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use xtask::fdt::Fdt;
 use xtask::runner::{Expect, Outcome, RunOptions};
-use xtask::uboot::{self, BootScript};
+use xtask::uboot::{self, BootScript, Environment};
 use xtask::{Arch, Image, Qemu, Variant, paths};
 
 /// Time limit of one boot. Generous: tests run in parallel on small machines.
@@ -49,7 +49,9 @@ pub fn hyp_privilege(arch: Arch) -> &'static str {
 /// The device tree QEMU generates for `qemu`, dumped into the test's scratch directory.
 pub fn machine_dtb(test: &str, qemu: &Qemu) -> Fdt {
     let dir = paths::scratch_dir(&format!("{test}-dtb")).unwrap_or_else(|e| panic!("{e}"));
-    qemu.dump_dtb(&dir.join("virt.dtb")).unwrap_or_else(|e| panic!("{e}"))
+    let dt = qemu.dump_dtb(&dir.join("virt.dtb")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dt.cpu_count(), qemu.cpus() as usize, "QEMU's device tree disagrees with -smp");
+    dt
 }
 
 /// A scratch directory for the test (emptied first).
@@ -215,7 +217,6 @@ pub fn direct_boot(test: &str, qemu: Qemu) -> Outcome {
     let arch = qemu.arch();
     let qemu = qemu.kernel(image(arch, &[]).bin);
     let dt = machine_dtb(test, &qemu);
-    assert_eq!(dt.cpu_count(), qemu.cpus() as usize, "QEMU's DT disagrees with -smp");
     let banner = Banner::direct(arch, &dt);
     let outcome = boot(test, &qemu, &banner.boot_expect());
     banner.check_values(&outcome);
@@ -231,16 +232,17 @@ pub fn uboot_lines(arch: Arch) -> [&'static str; 3] {
     ["U-Boot", "Armature boot.scr: running from virtio 0:1", boot]
 }
 
-/// A boot of the default image of `arch` through U-Boot (`-bios`): distro
+/// A boot of the default image of `arch` through U-Boot (`-bios`, with the
+/// environment `env`): distro
 /// boot finds the generated `boot.scr` on a virtio disk, which sets
 /// Armature's command line to `cmdline` and starts the image at
 /// `kernel_addr_r`. The banner is checked against the machine's DT, with the
 /// DTB where the loader is expected to leave it (`dtb`).
-pub fn uboot_boot(test: &str, qemu: Qemu, fast_env: bool, cmdline: &str, dtb: DtbAt) -> Outcome {
+pub fn uboot_boot(test: &str, qemu: Qemu, env: Environment, cmdline: &str, dtb: DtbAt) -> Outcome {
     let arch = qemu.arch();
     let image = image(arch, &[]);
     let script = BootScript::new(arch).bootargs(cmdline);
-    let firmware = uboot::prepare(&scratch(test), &image.bin, &script, fast_env).unwrap_or_else(|e| panic!("{e}"));
+    let firmware = uboot::prepare(&scratch(test), &image.bin, &script, env).unwrap_or_else(|e| panic!("{e}"));
     let qemu = firmware.apply(qemu);
     let dt = machine_dtb(test, &qemu);
     let banner = Banner::new(arch, &dt, uboot::KERNEL_ADDR_R, dtb).cmdline(cmdline);

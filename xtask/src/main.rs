@@ -8,7 +8,7 @@ use std::time::Duration;
 use xtask::build::{self, CargoOutput};
 use xtask::runner::{Ending, Expect, RunOptions};
 use xtask::toolchain::Toolchain;
-use xtask::uboot::{self, BootScript};
+use xtask::uboot::{self, BootScript, Environment};
 use xtask::{Arch, Error, Qemu, Result, Variant, paths};
 
 const USAGE: &str = "\
@@ -150,7 +150,8 @@ fn cmd_run(args: &[String]) -> Result<ExitCode> {
         if let Some(b) = &o.bootargs {
             script = script.bootargs(b.clone());
         }
-        qemu = uboot::prepare(&dir, &image.bin, &script, o.fast_env)?.apply(qemu);
+        let env = if o.fast_env { Environment::Fast } else { Environment::BuiltIn };
+        qemu = uboot::prepare(&dir, &image.bin, &script, env)?.apply(qemu);
     }
     let log = paths::log_path(&format!("run-{}", v.name()));
     eprintln!("$ {}", qemu.command_line());
@@ -205,4 +206,31 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn build_options() {
+        let o = parse_options(&args("--arch armv7 --release --features=crashtest,platform-fvp"), false).unwrap();
+        assert_eq!(variant(&o).name(), "armv7-crashtest+platform-fvp-release");
+        assert!(parse_options(&args("--smp 2"), false).unwrap_err().message().contains("unknown option `--smp`"));
+        assert!(parse_options(&args("--arch"), false).unwrap_err().message().contains("--arch needs a value"));
+    }
+
+    #[test]
+    fn run_options() {
+        let o = parse_options(&args("--gic=2 --smp 1 -m 2G --direct --timeout 9 --slow-env"), true).unwrap();
+        assert_eq!((o.gic, o.smp, o.memory.as_deref()), (Some(2), Some(1), Some("2G")));
+        assert!(o.direct && !o.fast_env);
+        assert_eq!(o.timeout, Duration::from_secs(9));
+        assert!(parse_options(&args("--gic 4"), true).unwrap_err().message().contains("expected 2 or 3"));
+        assert!(parse_options(&args("--smp 0"), true).is_err());
+    }
 }

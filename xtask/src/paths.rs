@@ -5,7 +5,8 @@
 //! - `<variant>/armature.{bin,elf}`: published images (see [`crate::build`]);
 //! - `cargo/`: cargo's target directory for image builds;
 //! - `logs/<name>.log`: console logs of QEMU runs;
-//! - `work/<name>/`: scratch files of one run (disks, DTB dumps, scripts).
+//! - `work/<pid>/<name>/`: scratch files of one run (disks, DTB dumps,
+//!   scripts), per process.
 
 use crate::{Context, Result};
 use std::fs;
@@ -43,16 +44,33 @@ pub fn log_path(name: &str) -> PathBuf {
     armature_dir().join("logs").join(format!("{}.log", sanitize(name)))
 }
 
-/// A fresh, empty scratch directory for the run called `name`
-/// (`target/armature/work/<name>`; emptied first if it exists). Names must be
-/// unique among runs that may happen at the same time.
+/// A fresh, empty scratch directory for the run called `name`:
+/// `target/armature/work/<pid>/<name>`, private to this process so that
+/// several test runs on one tree never share files. Names must be unique
+/// within the process. The directories of processes that have exited are
+/// removed the first time a process asks for one.
 pub fn scratch_dir(name: &str) -> Result<PathBuf> {
-    let dir = armature_dir().join("work").join(sanitize(name));
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    let work = armature_dir().join("work");
+    CLEANED.call_once(|| remove_stale_scratch(&work));
+    let dir = work.join(std::process::id().to_string()).join(sanitize(name));
     if dir.exists() {
         fs::remove_dir_all(&dir).context(|| format!("emptying {}", dir.display()))?;
     }
     fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Removes the scratch directories of processes that no longer exist.
+fn remove_stale_scratch(work: &Path) {
+    let Ok(entries) = fs::read_dir(work) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Makes `name` safe as a single path component.

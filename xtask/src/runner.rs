@@ -5,21 +5,21 @@
 //! header, `PANIC`, `FATAL`), an optional stop marker that ends it at once as
 //! a success (for runs that halt instead of powering off), a timeout, and
 //! whether the emulator must exit by itself with status 0. The emulator is
-//! started in its own process group with stdin closed, under coreutils'
-//! `timeout` as a backstop should the harness itself die; the whole group is
-//! killed when the run ends. The [`Outcome`] keeps the whole console log,
+//! started in its own process group with stdin closed, is killed by the
+//! kernel should the harness die first, and its whole group is killed when
+//! the run ends. The [`Outcome`] keeps the whole console log,
 //! the exit status and the time to each marker, and its [`Outcome::verdict`]
 //! explains a failure with the missing markers and the whole log.
 //!
 //! Note that with `-no-reboot` QEMU exits 0 after a reset too (a panicking
 //! guest that resets looks like a clean exit): success comes from markers.
 
-use crate::{Context, Error, Result};
+use crate::{Context, Result};
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
@@ -33,8 +33,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_LINGER: Duration = Duration::from_millis(250);
 /// How long the console is still read after a failure marker (the crash dump).
 const FAILURE_LINGER: Duration = Duration::from_secs(1);
-/// Extra time the `timeout` backstop gives before killing the emulator itself.
-const BACKSTOP_GRACE_SECS: u64 = 30;
 
 /// What a run must show.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -392,40 +390,38 @@ impl fmt::Display for RunFailure {
 
 impl std::error::Error for RunFailure {}
 
-/// Wraps `cmd` in coreutils' `timeout`, which kills it if the harness dies
-/// before it could (the harness itself kills it much earlier).
-fn with_backstop(cmd: &Command, limit: Duration) -> Command {
-    let timeout = Path::new("/usr/bin/timeout");
-    let mut wrapped = if timeout.is_file() {
-        let mut w = Command::new(timeout);
-        w.arg("--kill-after=5").arg(format!("{}", limit.as_secs() + BACKSTOP_GRACE_SECS)).arg(cmd.get_program());
-        w
-    } else {
-        Command::new(cmd.get_program())
-    };
-    wrapped.args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => wrapped.env(k, v),
-            None => wrapped.env_remove(k),
-        };
+/// Makes `cmd` start in its own process group (so terminal signals reach
+/// the harness, not the emulator) and die with the harness: the kernel
+/// sends it SIGKILL when the thread that spawned it exits, which covers the
+/// harness being interrupted or killed before it could end the run.
+fn detach_and_tie(cmd: &mut Command) {
+    let parent = std::process::id();
+    cmd.process_group(0);
+    // SAFETY: runs in the forked child before exec, and only calls
+    // async-signal-safe functions (prctl, getppid, _exit) on the child's
+    // own state.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The harness may have died between fork and prctl.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
     }
-    if let Some(dir) = cmd.get_current_dir() {
-        wrapped.current_dir(dir);
-    }
-    wrapped
 }
 
-/// Kills the process group led by `child`, then reaps the child.
+/// Kills the process group led by `child` (the emulator and anything it
+/// started), then reaps the child.
 fn kill_group(child: &mut Child) -> Option<ExitStatus> {
-    let pgid = child.id();
-    let killed = Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -s KILL -- -{pgid} 2>/dev/null"))
-        .stdin(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !killed {
+    let pgid = child.id() as libc::pid_t;
+    // SAFETY: killpg has no memory-safety preconditions; `pgid` is the
+    // process group of our own child, created by `detach_and_tie`, and the
+    // child is not reaped yet, so the group id cannot have been reused.
+    if unsafe { libc::killpg(pgid, libc::SIGKILL) } != 0 {
         let _ = child.kill();
     }
     child.wait().ok()
@@ -436,8 +432,9 @@ fn kill_group(child: &mut Child) -> Option<ExitStatus> {
 /// that could not be started; a failed run is an [`Outcome`] whose
 /// [`Outcome::verdict`] says why.
 pub fn run(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> Result<Outcome> {
-    let mut cmd = with_backstop(&cmd, expect.timeout);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut cmd = cmd;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    detach_and_tie(&mut cmd);
     let mut log_file = match &options.log_file {
         Some(p) => {
             if let Some(dir) = p.parent() {
@@ -511,7 +508,7 @@ pub fn run(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> 
         }
     }
     // On EOF the emulator has exited (or is exiting): reap it. Otherwise
-    // kill its whole process group (the `timeout` wrapper and QEMU).
+    // kill its whole process group.
     let status = if eof { child.wait().ok() } else { kill_group(&mut child) };
     let ending = ending.unwrap_or(Ending::Exited);
     let elapsed = start.elapsed();
@@ -537,13 +534,6 @@ pub fn run(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> 
         let verdict = if outcome.passed() { "PASS" } else { "FAIL" };
         let _ = writeln!(f, "\n# {verdict}: {}", outcome.summary());
     }
-    Ok(outcome)
-}
-
-/// Runs `cmd` and fails unless the run passes: the error holds the report.
-pub fn run_checked(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> Result<Outcome> {
-    let outcome = run(cmd, shown, expect, options)?;
-    outcome.verdict().map_err(|f| Error::new(f.to_string()))?;
     Ok(outcome)
 }
 
@@ -645,16 +635,48 @@ mod tests {
         assert!(!outcome.passed());
     }
 
+    /// True once process `pid` is gone (or a zombie waiting to be reaped).
+    fn dead(pid: u32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit(") ").next().and_then(|r| r.chars().next()));
+            if matches!(state, None | Some('Z')) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     #[test]
     fn timeout_kills_the_process_group() {
         // A child of the fake emulator holds the console open as well.
         let expect = Expect::new().marker("never").timeout(Duration::from_secs(1));
-        let outcome = run_sh("sleep 60 & echo started; sleep 60", &expect);
+        let outcome = run_sh("sleep 60 & echo started $!; sleep 60", &expect);
         assert_eq!(outcome.ending, Ending::TimedOut);
         assert!(outcome.elapsed < Duration::from_secs(10));
         let report = outcome.verdict().unwrap_err().to_string();
         assert!(report.contains("timed out after 1 s"), "{report}");
         assert!(report.contains("started"), "{report}");
+        let background: u32 = outcome.log.trim().rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(dead(background), "the emulator's child {background} survived the run");
+    }
+
+    #[test]
+    fn emulator_dies_with_the_harness() {
+        // The "harness" is a thread that starts the emulator and goes away.
+        let pid = thread::spawn(|| {
+            let mut cmd = sh("exec sleep 60");
+            detach_and_tie(&mut cmd);
+            cmd.stdin(Stdio::null()).spawn().unwrap().id()
+        })
+        .join()
+        .unwrap();
+        assert!(dead(pid), "the emulator {pid} outlived the thread that started it");
     }
 
     #[test]

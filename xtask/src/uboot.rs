@@ -179,6 +179,15 @@ pub fn fast_environment(arch: Arch) -> String {
     vars.join("\n") + "\n"
 }
 
+/// Which U-Boot environment the machine starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    /// [`fast_environment`] in flash: no countdown, only `virtio0` is tried.
+    Fast,
+    /// U-Boot's built-in one: a 2 s countdown, then every boot target in turn.
+    BuiltIn,
+}
+
 /// Files that make U-Boot boot the image by itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UbootBoot {
@@ -220,8 +229,8 @@ fn u_boot_tool(name: &str) -> Result<Command> {
 }
 
 /// Writes `boot.cmd`, `boot.scr`, the disk (script, image, modules) and,
-/// with `fast_env`, the environment flash into `dir`.
-pub fn prepare(dir: &Path, image: &Path, script: &BootScript, fast_env: bool) -> Result<UbootBoot> {
+/// for [`Environment::Fast`], the environment flash into `dir`.
+pub fn prepare(dir: &Path, image: &Path, script: &BootScript, env: Environment) -> Result<UbootBoot> {
     let arch = script.arch;
     let firmware = firmware(arch);
     if !firmware.is_file() {
@@ -251,7 +260,7 @@ pub fn prepare(dir: &Path, image: &Path, script: &BootScript, fast_env: bool) ->
     let disk_path = dir.join("disk.img");
     disk::make_fat_disk(&disk_path, (total >> 20) + 64, &files)?;
 
-    let env_flash = if fast_env {
+    let env_flash = if env == Environment::Fast {
         let txt = dir.join("env.txt");
         let bin = dir.join("env.bin");
         std::fs::write(&txt, fast_environment(arch)).context(|| format!("writing {}", txt.display()))?;

@@ -41,14 +41,12 @@ pub fn entry_level_name(level: usize) -> &'static str {
     }
 }
 
-/// Baseline EL2 state for the boot CPU: MMU and D-cache still off (the
-/// early-MMU code turns them on), I-cache on, SP alignment checking on,
-/// alignment checking off, and all interrupts masked.
+/// Baseline EL2 state for the boot CPU: I-cache on, SP alignment checking
+/// on, alignment checking off, little-endian. The MMU and D-cache bits are
+/// left as the boot stub set them (on, with the boot tables, at EL2).
 pub fn init_cpu() {
     SCTLR_EL2.modify(
-        SCTLR_EL2::M::Disable
-            + SCTLR_EL2::C::NonCacheable
-            + SCTLR_EL2::A::Disable
+        SCTLR_EL2::A::Disable
             + SCTLR_EL2::SA::Enable
             + SCTLR_EL2::I::Cacheable
             + SCTLR_EL2::EE::Little,

@@ -191,10 +191,7 @@ mod tests {
         assert_eq!(g.index(1, 0x80_0000_0000), 512);
         // 43-bit IPA from level 1: 16 pages, the most concatenation allows.
         assert_eq!(Geometry::new(1, 43, 48).unwrap().root_pages(), 16);
-        assert_eq!(
-            Geometry::new(1, 44, 48),
-            Err(GeometryError::InputBits { start_level: 1, ia_bits: 44 })
-        );
+        assert_eq!(Geometry::new(1, 44, 48), Err(GeometryError::InputBits { start_level: 1, ia_bits: 44 }));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use desc::{Descriptor, DescriptorKind};
 pub use geometry::{Geometry, GeometryError};
 pub use regime::{El2, Hyp, Regime, RegimeKind, Stage2};
 pub use table::{
-    CreateError, EntryWrite, Invalidation, Maintenance, MapError, MapOptions, NoMaintenance, PageTable,
-    TableAllocator, TableMemory, TablePage,
+    CreateError, EntryWrite, Invalidation, Maintenance, MapError, MapOptions, NoMaintenance, PageTable, TableAllocator,
+    TableMemory, TablePage,
 };
 pub use walk::{Shareability, Translation, WalkFault, for_each_leaf, translate};

@@ -461,13 +461,7 @@ impl<R: Regime, A: TableAllocator, M: Maintenance> PageTable<R, A, M> {
     /// keeping its output addresses. Every page of the range must be mapped.
     /// Blocks partly in the range are split. A change of permissions only is
     /// made in place; a change of memory type goes through break-before-make.
-    pub fn protect(
-        &mut self,
-        ia: R::Input,
-        size: u64,
-        attrs: Attributes,
-        options: MapOptions,
-    ) -> Result<(), MapError> {
+    pub fn protect(&mut self, ia: R::Input, size: u64, attrs: Attributes, options: MapOptions) -> Result<(), MapError> {
         let (start, end) = self.input_range(ia, size)?;
         Self::check_attrs(ia, attrs, options)?;
         let op = Op::Protect { attrs: self.leaf_attrs(attrs) };
@@ -587,9 +581,7 @@ impl<R: Regime, A: TableAllocator, M: Maintenance> PageTable<R, A, M> {
         match op {
             Op::Map { ia0, pa0, attrs, pages_only, remap } => {
                 let pa = pa0 + (s - ia0);
-                let as_leaf = full
-                    && level > 0
-                    && (level == LAST_LEVEL || (!pages_only && is_aligned(pa, size)));
+                let as_leaf = full && level > 0 && (level == LAST_LEVEL || (!pages_only && is_aligned(pa, size)));
                 let new = Descriptor::leaf_raw(level, pa, attrs);
                 match kind {
                     DescriptorKind::Leaf { output, attrs: old_attrs } => {
@@ -679,9 +671,8 @@ impl<R: Regime, A: TableAllocator, M: Maintenance> PageTable<R, A, M> {
                 let child = slot.level + 1;
                 let child_size = level_size(child);
                 let base = output.as_u64();
-                let next = self.new_table(s, |i| {
-                    Descriptor::leaf_raw(child, base + i as u64 * child_size, attrs).raw()
-                })?;
+                let next =
+                    self.new_table(s, |i| Descriptor::leaf_raw(child, base + i as u64 * child_size, attrs).raw())?;
                 self.replace(slot, old, Descriptor::table(next));
                 next
             }

@@ -133,10 +133,9 @@ impl fmt::Display for WalkFault {
                 write!(f, "address size fault: descriptor {descriptor:#018x} at level {level}")
             }
             WalkFault::AccessFlag { level } => write!(f, "access flag fault at level {level}"),
-            WalkFault::UnexpectedBits { level, descriptor, bits } => write!(
-                f,
-                "descriptor {descriptor:#018x} at level {level} has unexpected bits {bits:#018x}"
-            ),
+            WalkFault::UnexpectedBits { level, descriptor, bits } => {
+                write!(f, "descriptor {descriptor:#018x} at level {level} has unexpected bits {bits:#018x}")
+            }
             WalkFault::UnknownMemoryType { level, descriptor } => {
                 write!(f, "descriptor {descriptor:#018x} at level {level} has an unknown memory type")
             }
@@ -159,11 +158,7 @@ const fn w_shift(level: u8) -> u32 {
 
 /// Entries in the table at `level`.
 fn w_entries(geometry: Geometry, level: u8) -> usize {
-    if level == geometry.start_level() {
-        1 << (geometry.ia_bits() as u32 - w_shift(level))
-    } else {
-        512
-    }
+    if level == geometry.start_level() { 1 << (geometry.ia_bits() as u32 - w_shift(level)) } else { 512 }
 }
 
 /// Reads entry `index` of the table at `table` (a concatenated root spans

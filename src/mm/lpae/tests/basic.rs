@@ -163,10 +163,7 @@ fn errors_name_the_address() {
         e(pt.map(va(0x7f_ffff_f000), pa(0x4000_0000), 2 * PAGE_SIZE, Attributes::DATA, NONE)),
         MapError::InputOutOfRange(va(0x80_0000_0000).any())
     );
-    assert_eq!(
-        e(pt.unmap(va(0x90_0000_0000), PAGE_SIZE)),
-        MapError::InputOutOfRange(va(0x90_0000_0000).any())
-    );
+    assert_eq!(e(pt.unmap(va(0x90_0000_0000), PAGE_SIZE)), MapError::InputOutOfRange(va(0x90_0000_0000).any()));
     assert_eq!(
         e(pt.map(va(0x1000), pa(0xffff_ffff_f000), 2 * PAGE_SIZE, Attributes::DATA, NONE)),
         MapError::OutputOutOfRange(pa(1 << 48).any())
@@ -249,10 +246,7 @@ fn armv7_hyp_geometry() {
         pt.map(va(0x1000), pa(0xff_ffff_f000), 2 * PAGE_SIZE, Attributes::DATA, NONE).unwrap_err(),
         MapError::OutputOutOfRange(pa(0x100_0000_0000).any())
     );
-    assert_eq!(
-        pt.translate(va(0x1_0000_0000)).unwrap_err(),
-        WalkFault::InputOutOfRange(va(0x1_0000_0000).any())
-    );
+    assert_eq!(pt.translate(va(0x1_0000_0000)).unwrap_err(), WalkFault::InputOutOfRange(va(0x1_0000_0000).any()));
     // Tables: root, L2 + L3 for the last page, L2 for the 2 MiB block.
     assert_eq!(pt.allocator().live(), 4);
     finish(pt);
@@ -295,7 +289,10 @@ fn stage2_concatenated_root_and_attributes() {
         pt.map(ipa(0x0a00_0000), pa(0x0a00_0000), PAGE_SIZE, dev_x, NONE).unwrap_err(),
         MapError::ExecutableDevice(ipa(0x0a00_0000).any())
     );
-    assert_eq!(format!("{}", MapError::ExecutableDevice(ipa(0x10).any())), "IPA 0x10: refusing an executable device mapping");
+    assert_eq!(
+        format!("{}", MapError::ExecutableDevice(ipa(0x10).any())),
+        "IPA 0x10: refusing an executable device mapping"
+    );
     pt.unmap(ipa(0), 1 << 40).unwrap();
     assert_eq!(pt.allocator().live(), 2);
     finish(pt);
@@ -357,16 +354,10 @@ fn walker_rejects_what_the_encoder_must_never_write() {
     };
     let bad_memattr = (good & !(0xf << 2)) | (0b0010 << 2);
     poke2(bad_memattr);
-    assert_eq!(
-        pt2.translate(ipa).unwrap_err(),
-        WalkFault::UnknownMemoryType { level: 2, descriptor: bad_memattr }
-    );
+    assert_eq!(pt2.translate(ipa).unwrap_err(), WalkFault::UnknownMemoryType { level: 2, descriptor: bad_memattr });
     let write_only = (good & !(3 << 6)) | (0b10 << 6);
     poke2(write_only);
-    assert_eq!(
-        pt2.translate(ipa).unwrap_err(),
-        WalkFault::UnsupportedAttributes { level: 2, descriptor: write_only }
-    );
+    assert_eq!(pt2.translate(ipa).unwrap_err(), WalkFault::UnsupportedAttributes { level: 2, descriptor: write_only });
     poke2(good);
     finish(pt);
     finish(pt2);

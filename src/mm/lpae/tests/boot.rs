@@ -44,7 +44,12 @@ impl Layout {
     }
 }
 
-fn map_image<R: Regime<Input = VirtAddr>>(pt: &mut Table<R>, va: u64, pa: u64, options: MapOptions) -> Result<(), MapError> {
+fn map_image<R: Regime<Input = VirtAddr>>(
+    pt: &mut Table<R>,
+    va: u64,
+    pa: u64,
+    options: MapOptions,
+) -> Result<(), MapError> {
     for (off, size, attrs) in SECTIONS {
         pt.map(VirtAddr::new(va + off), PhysAddr::new(pa + off), size, attrs, options)?;
     }
@@ -135,9 +140,8 @@ fn clash<R: Regime<Input = VirtAddr>>(geometry: Geometry, l: Layout) {
     // Exactly one valid entry was broken — the identity page — and it was
     // invalidated before the runtime page went in; the alias was not touched.
     let ev = &events(&pt)[from..];
-    let breaks: Vec<usize> = (0..ev.len())
-        .filter(|&i| matches!(ev[i], Event::Write { old, new: 0, .. } if old & 1 != 0))
-        .collect();
+    let breaks: Vec<usize> =
+        (0..ev.len()).filter(|&i| matches!(ev[i], Event::Write { old, new: 0, .. } if old & 1 != 0)).collect();
     assert_eq!(breaks.len(), 1, "only the identity page is broken");
     let b = breaks[0];
     assert!(matches!(ev[b], Event::Write { level: 3, input, .. } if input == load_pa));
@@ -170,11 +174,7 @@ fn boot_layout_aarch64_without_clash() {
 #[test]
 fn boot_layout_aarch64_clash_switches_through_an_alias() {
     // Load address inside the runtime range (both 48-bit).
-    let l = Layout {
-        image_va: 0x0000_ff80_0000_0000,
-        load_pa: 0x0000_ff80_0001_0000,
-        alias_va: 0x0000_ff00_0000_0000,
-    };
+    let l = Layout { image_va: 0x0000_ff80_0000_0000, load_pa: 0x0000_ff80_0001_0000, alias_va: 0x0000_ff00_0000_0000 };
     clash::<El2>(Geometry::AARCH64_EL2_48, l);
 }
 

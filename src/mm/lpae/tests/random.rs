@@ -105,9 +105,7 @@ fn exercise<R: Regime>(geometry: Geometry, seed: u64, ops: usize) {
                 _ => None,
             });
             let want = match clash {
-                Some((v, out)) if !remap => {
-                    Err(MapError::Overlap { at: ia(v).any(), mapped_to: PhysAddr::new(out) })
-                }
+                Some((v, out)) if !remap => Err(MapError::Overlap { at: ia(v).any(), mapped_to: PhysAddr::new(out) }),
                 _ => {
                     for v in pages {
                         model.insert(v, (v + delta, attrs));
@@ -193,8 +191,7 @@ fn leaf_sizes_are_the_largest_alignment_allows() {
         let most = if rng.chance(3) && delta != DELTAS[2] { 1 << 19 } else { 2048 };
         let size = (1 + rng.below(most)) * PAGE_SIZE;
         let mut pt = table::<El2>(Geometry::AARCH64_EL2_48);
-        pt.map(VirtAddr::new(start), PhysAddr::new(start + delta), size, Attributes::DATA, MapOptions::new())
-            .unwrap();
+        pt.map(VirtAddr::new(start), PhysAddr::new(start + delta), size, Attributes::DATA, MapOptions::new()).unwrap();
         let mut expect = Vec::new();
         let mut v = start;
         while v < start + size {

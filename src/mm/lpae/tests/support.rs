@@ -293,11 +293,7 @@ pub fn check_bbm(log: &[Event], regime: RegimeKind, start_level: u8) -> Result<(
 
     // True if table `t` holds a valid entry (anything below it may be
     // cached) or an entry broken and not yet invalidated.
-    fn subtree_live(
-        t: u64,
-        content: &HashMap<u64, Box<[u64; 512]>>,
-        broken: &HashMap<(u64, usize), Broken>,
-    ) -> bool {
+    fn subtree_live(t: u64, content: &HashMap<u64, Box<[u64; 512]>>, broken: &HashMap<(u64, usize), Broken>) -> bool {
         let Some(entries) = content.get(&t) else { return false };
         entries.iter().enumerate().any(|(i, &raw)| raw & 1 != 0 || broken.contains_key(&(t, i)))
     }
