@@ -105,6 +105,8 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
         Ok(n) => info!("CPUs: {n} in /cpus"),
         Err(e) => warn!("CPUs: {e}"),
     }
+    info!("Boot plan from the device tree:");
+    dt.boot_plan().report(&mut |line| info!("  {line}"));
 
     let conduit = match dt.psci_conduit() {
         Ok(c) => c,

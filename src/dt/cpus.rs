@@ -71,9 +71,7 @@ pub struct Cpu<'a> {
 impl<'a> Cpu<'a> {
     /// The node's full path.
     pub fn path(&self) -> NodePath {
-        let mut p = NodePath::new("/cpus");
-        p.push(self.name);
-        p
+        NodePath::from_names(["cpus", self.name].into_iter())
     }
 
     /// For a broken CPU, the error naming node and property.
@@ -149,6 +147,13 @@ impl<'a> Cpus<'a> {
         }
     }
 
+    /// A list of these CPUs (beyond [`MAX_CPUS`] they are counted as dropped).
+    pub fn from_slice(cpus: &[Cpu<'a>]) -> Self {
+        let mut out = Self::new();
+        cpus.iter().for_each(|c| out.push(*c));
+        out
+    }
+
     /// Every CPU node listed.
     pub fn as_slice(&self) -> &[Cpu<'a>] {
         &self.items[..self.len]
@@ -217,7 +222,7 @@ impl<'a> DeviceTree<'a> {
     /// per CPU ([`CpuBoot::Broken`]).
     pub fn cpus(&self) -> Result<Cpus<'a>, DtError> {
         let at = self.locate("/cpus").ok_or(DtError::MissingNode("/cpus"))?;
-        let (ac, sc) = walk::cells(at.node(), || at.path)?;
+        let (ac, sc) = walk::cells(at.node(), || at.path())?;
         if !(1..=2).contains(&ac) {
             return Err(at.err("#address-cells", Problem::Value(ac as u64)));
         }

@@ -115,12 +115,8 @@ impl fmt::Display for Irq {
 }
 
 /// Decodes every specifier of `interrupts` with `cells` cells each.
-pub(crate) fn decode_interrupts(
-    at: &Located<'_, '_>,
-    cells: usize,
-    out: &mut [Option<Irq>],
-) -> Result<usize, DtError> {
-    let value = at.prop("interrupts").ok_or(at.err("interrupts", Problem::Missing))?;
+pub(crate) fn decode_interrupts(at: &Located<'_, '_>, cells: usize, out: &mut [Option<Irq>]) -> Result<usize, DtError> {
+    let value = at.prop("interrupts").ok_or_else(|| at.err("interrupts", Problem::Missing))?;
     let stride = cells * 4;
     if value.is_empty() || value.len() % stride != 0 {
         return Err(at.err("interrupts", Problem::NotMultiple { len: value.len(), stride }));
@@ -204,9 +200,9 @@ impl<'a> DeviceTree<'a> {
             }
             Flow::Skip
         });
-        let (at, version, compatible) = named.or(first).ok_or(DtError::MissingNode(
-            "interrupt controller (arm,gic-v3, arm,gic-400, arm,cortex-a15-gic, ...)",
-        ))?;
+        let (at, version, compatible) = named
+            .or(first)
+            .ok_or(DtError::MissingNode("interrupt controller (arm,gic-v3, arm,gic-400, arm,cortex-a15-gic, ...)"))?;
         read_gic(&at, version, compatible)
     }
 
@@ -220,18 +216,19 @@ impl<'a> DeviceTree<'a> {
             }
             ph = anc.property("interrupt-parent").and_then(|p| phandle_prop(p.value));
         }
-        let ph = ph.ok_or(at.err("interrupt-parent", Problem::Missing))?;
+        let ph = ph.ok_or_else(|| at.err("interrupt-parent", Problem::Missing))?;
         let mut found = None;
         self.walk(&mut |c| {
             if phandle_of(c.node()) == Some(ph) {
-                found = Some(walk::read_u32_prop(c, "#interrupt-cells").and_then(|n| {
-                    n.ok_or(c.err("#interrupt-cells", Problem::Missing)).map(|n| n as usize)
-                }));
+                found =
+                    Some(walk::read_u32_prop(c, "#interrupt-cells").and_then(|n| {
+                        n.ok_or_else(|| c.err("#interrupt-cells", Problem::Missing)).map(|n| n as usize)
+                    }));
                 return Flow::Stop;
             }
             Flow::Descend
         });
-        found.ok_or(at.err("interrupt-parent", Problem::NoSuchNode))?
+        found.ok_or_else(|| at.err("interrupt-parent", Problem::NoSuchNode))?
     }
 }
 
@@ -298,15 +295,15 @@ fn read_gic(at: &Located<'_, '_>, version: GicVersion, compatible: &'static str)
             continue;
         }
         let Some(c) = at.child(child) else { continue };
-        let r = c.reg(0)?.ok_or(c.err("reg", Problem::TooFew { have: 0, need: 1 }))?;
+        let r = c.reg(0)?.ok_or_else(|| c.err("reg", Problem::TooFew { have: 0, need: 1 }))?;
         msi.push(r);
     }
     Ok(Gic {
-        node: at.path,
+        node: at.path(),
         compatible,
         version,
         interrupt_cells,
-        dist: reg(0).ok_or(at.err("reg", Problem::TooFew { have: 0, need: 1 }))?,
+        dist: reg(0).ok_or_else(|| at.err("reg", Problem::TooFew { have: 0, need: 1 }))?,
         redist,
         redist_stride,
         cpu_if: reg(legacy),

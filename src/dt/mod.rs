@@ -25,7 +25,7 @@ pub mod psci;
 pub mod timer;
 mod walk;
 
-pub use cpus::{Cpu, CpuBoot, CpuIssue, Cpus, MAX_CPUS};
+pub use cpus::{Cpu, CpuBoot, CpuIssue, CpuSummary, Cpus, MAX_CPUS};
 pub use gic::{Gic, GicVersion, Irq, IrqKind};
 pub use plan::{BootPlan, Console, ConsoleSource, MAX_RESERVED, Reserved, ReservedRegion};
 pub use psci::{Psci, PsciFunction, PsciIds, PsciVersion};
@@ -172,7 +172,7 @@ impl fmt::Display for Problem {
             Problem::NotMultiple { len, stride } => {
                 write!(f, "is {len} bytes long, not a non-zero multiple of the {stride}-byte entry")
             }
-            Problem::TooFew { have, need } => write!(f, "has {have} entries, needs at least {need}"),
+            Problem::TooFew { have, need } => write!(f, "has {have} entries where at least {need} are required"),
             Problem::CellCount { address, size } => {
                 write!(f, "cannot be read with #address-cells = {address}, #size-cells = {size}")
             }
@@ -246,11 +246,7 @@ pub fn validate_header(header: &[u8]) -> Result<usize, DtError> {
     }
     let within = |off: u32, size: u32, what: &'static str| -> Result<(), DtError> {
         let end = off as u64 + size as u64;
-        if (off as usize) < HEADER_SIZE || end > total as u64 {
-            Err(DtError::BadBlock(what))
-        } else {
-            Ok(())
-        }
+        if (off as usize) < HEADER_SIZE || end > total as u64 { Err(DtError::BadBlock(what)) } else { Ok(()) }
     };
     let off_struct = be32(header, 8);
     let off_strings = be32(header, 12);
@@ -260,10 +256,10 @@ pub fn validate_header(header: &[u8]) -> Result<usize, DtError> {
     within(off_struct, size_struct, "off_dt_struct/size_dt_struct")?;
     within(off_strings, size_strings, "off_dt_strings/size_dt_strings")?;
     within(off_rsvmap, 16, "off_mem_rsvmap")?;
-    if off_struct % 4 != 0 {
+    if !off_struct.is_multiple_of(4) {
         return Err(DtError::BadBlock("off_dt_struct alignment"));
     }
-    if off_rsvmap % 8 != 0 {
+    if !off_rsvmap.is_multiple_of(8) {
         return Err(DtError::BadBlock("off_mem_rsvmap alignment"));
     }
     Ok(total as usize)
@@ -518,7 +514,7 @@ impl<'a> DeviceTree<'a> {
     /// `addr` must be readable for the header and for `totalsize` bytes after
     /// it, and stay unchanged for `'a`.
     pub unsafe fn from_addr(addr: usize) -> Result<Self, DtError> {
-        if addr == 0 || addr % 8 != 0 {
+        if addr == 0 || !addr.is_multiple_of(8) {
             return Err(DtError::BadAddress(addr));
         }
         // SAFETY: the caller guarantees the header is readable.
@@ -561,9 +557,8 @@ impl<'a> DeviceTree<'a> {
     /// The `index`-th `reg` entry of the node at `path` (a full path),
     /// translated to a CPU physical address through every parent's `ranges`.
     pub fn reg(&self, path: &str, index: usize) -> Result<Region, DtError> {
-        let at = self.locate(path).ok_or(DtError::prop(path, "reg", Problem::NoSuchNode))?;
-        at.reg(index)?
-            .ok_or(at.err("reg", Problem::TooFew { have: index, need: index + 1 }))
+        let at = self.locate(path).ok_or_else(|| DtError::prop(path, "reg", Problem::NoSuchNode))?;
+        at.reg(index)?.ok_or_else(|| at.err("reg", Problem::TooFew { have: index, need: index + 1 }))
     }
 
     /// RAM banks from every `memory` node (`device_type = "memory"`) that is
@@ -618,14 +613,11 @@ impl<'a> DeviceTree<'a> {
             .and_then(walk::first_string)
             .ok_or(DtError::BadProperty { node: "/chosen", prop: "stdout-path" })?;
         let name = raw.split(':').next().unwrap_or(raw);
-        let path = self
-            .resolve_alias(name)
-            .ok_or(DtError::prop("/chosen", "stdout-path", Problem::NoSuchNode))?;
-        let at = self.locate(path).ok_or(DtError::prop("/chosen", "stdout-path", Problem::NoSuchNode))?;
-        let compatible = at
-            .prop("compatible")
-            .and_then(walk::first_string)
-            .ok_or(at.err("compatible", Problem::Missing))?;
+        let path =
+            self.resolve_alias(name).ok_or_else(|| DtError::prop("/chosen", "stdout-path", Problem::NoSuchNode))?;
+        let at = self.locate(path).ok_or_else(|| DtError::prop("/chosen", "stdout-path", Problem::NoSuchNode))?;
+        let compatible =
+            at.prop("compatible").and_then(walk::first_string).ok_or_else(|| at.err("compatible", Problem::Missing))?;
         let base = self.reg(path, 0)?.base;
         Ok(StdoutInfo { raw, path, compatible, base })
     }
@@ -665,27 +657,6 @@ pub fn parent_path(path: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests;
+mod plan_tests;
 #[cfg(test)]
-mod scratch {
-    extern crate std;
-    #[test]
-    fn scratch_print() {
-        for f in std::fs::read_dir("tests/fixtures/dtb").unwrap() {
-            let p = f.unwrap().path();
-            if p.extension().map(|e| e != "dtb").unwrap_or(true) { continue; }
-            let b = std::fs::read(&p).unwrap();
-            let dt = super::DeviceTree::new(&b).unwrap();
-            std::println!("=== {}", p.display());
-            dt.boot_plan().report(&mut |a| std::println!("  {a}"));
-            let t = std::time::Instant::now();
-            let mut n = 0;
-            for i in (0..b.len()).step_by(7) {
-                let mut c = b.clone();
-                c[i] ^= 0xff;
-                if let Ok(dt) = super::DeviceTree::new(&c) { let p = dt.boot_plan(); n += 1; let _ = p; }
-            }
-            std::println!("TIMING {} {} plans in {:?} ({} bytes)", p.display(), n, t.elapsed(), b.len());
-        }
-    }
-}
+mod tests;

@@ -74,7 +74,24 @@ pub struct Reserved<'a> {
 }
 
 impl<'a> Reserved<'a> {
-    const EMPTY: ReservedRegion<'static> = ReservedRegion { name: "", region: Region { base: 0, size: 0 }, no_map: false };
+    const EMPTY: ReservedRegion<'static> =
+        ReservedRegion { name: "", region: Region { base: 0, size: 0 }, no_map: false };
+
+    /// A reservation list (beyond [`MAX_RESERVED`] nodes are counted as dropped).
+    pub fn new(memreserve: Regions, nodes: &[ReservedRegion<'a>]) -> Self {
+        let mut r = Self { memreserve, nodes: [Self::EMPTY; MAX_RESERVED], len: 0, dropped: 0 };
+        nodes.iter().for_each(|n| r.push(*n));
+        r
+    }
+
+    fn push(&mut self, n: ReservedRegion<'a>) {
+        if self.len < MAX_RESERVED {
+            self.nodes[self.len] = n;
+            self.len += 1;
+        } else {
+            self.dropped += 1;
+        }
+    }
 
     /// Static `/reserved-memory` children (with `reg`; regions the OS would
     /// allocate dynamically, with only `size`, are not listed).
@@ -157,7 +174,7 @@ impl<'a> DeviceTree<'a> {
             Some((prop, walk::first_string(v)))
         });
         if let Some((prop, raw)) = stdout {
-            let raw = raw.ok_or(DtError::prop("/chosen", prop, Problem::NotString))?;
+            let raw = raw.ok_or_else(|| DtError::prop("/chosen", prop, Problem::NotString))?;
             let (name, options) = match raw.split_once(':') {
                 Some((n, o)) => (n, Some(o)),
                 None => (raw, None),
@@ -165,14 +182,14 @@ impl<'a> DeviceTree<'a> {
             let at = self
                 .resolve_alias(name)
                 .and_then(|p| self.locate(p))
-                .ok_or(DtError::prop("/chosen", prop, Problem::NoSuchNode))?;
+                .ok_or_else(|| DtError::prop("/chosen", prop, Problem::NoSuchNode))?;
             return uart(&at, ConsoleSource::StdoutPath, options);
         }
         let serial0 = self.locate("/aliases").and_then(|a| a.prop("serial0"));
         if let Some(v) = serial0 {
             let at = walk::first_string(v)
                 .and_then(|p| self.locate(p))
-                .ok_or(DtError::prop("/aliases", "serial0", Problem::NoSuchNode))?;
+                .ok_or_else(|| DtError::prop("/aliases", "serial0", Problem::NoSuchNode))?;
             return uart(&at, ConsoleSource::Serial0Alias, None);
         }
         let mut found = None;
@@ -183,7 +200,8 @@ impl<'a> DeviceTree<'a> {
             }
             Flow::Descend
         });
-        let at = found.ok_or(DtError::MissingNode("console (no stdout-path, no serial0 alias, no enabled arm,pl011)"))?;
+        let at =
+            found.ok_or(DtError::MissingNode("console (no stdout-path, no serial0 alias, no enabled arm,pl011)"))?;
         uart(&at, ConsoleSource::FirstPl011, None)
     }
 
@@ -209,12 +227,7 @@ impl<'a> DeviceTree<'a> {
     /// `/memreserve/` entries and the enabled `/reserved-memory` children
     /// with a `reg`, translated like any `reg`.
     pub fn reserved(&self) -> Result<Reserved<'a>, DtError> {
-        let mut r = Reserved {
-            memreserve: self.memreserve()?,
-            nodes: [Reserved::EMPTY; MAX_RESERVED],
-            len: 0,
-            dropped: 0,
-        };
+        let mut r = Reserved::new(self.memreserve()?, &[]);
         let Some(at) = self.locate("/reserved-memory") else { return Ok(r) };
         for child in at.node().children() {
             if !walk::enabled(child) || child.property("reg").is_none() {
@@ -226,12 +239,7 @@ impl<'a> DeviceTree<'a> {
             r.dropped += regs.dropped();
             let no_map = child.property("no-map").is_some();
             for region in regs.as_slice() {
-                if r.len < MAX_RESERVED {
-                    r.nodes[r.len] = ReservedRegion { name: child.name, region: *region, no_map };
-                    r.len += 1;
-                } else {
-                    r.dropped += 1;
-                }
+                r.push(ReservedRegion { name: child.name, region: *region, no_map });
             }
         }
         Ok(r)
@@ -239,12 +247,10 @@ impl<'a> DeviceTree<'a> {
 }
 
 fn uart<'a>(at: &Located<'_, 'a>, source: ConsoleSource, options: Option<&'a str>) -> Result<Console<'a>, DtError> {
-    let compatible = at
-        .prop("compatible")
-        .and_then(walk::first_string)
-        .ok_or(at.err("compatible", Problem::Missing))?;
-    let region = at.reg(0)?.ok_or(at.err("reg", Problem::TooFew { have: 0, need: 1 }))?;
-    Ok(Console { source, node: at.path, compatible, region, options })
+    let compatible =
+        at.prop("compatible").and_then(walk::first_string).ok_or_else(|| at.err("compatible", Problem::Missing))?;
+    let region = at.reg(0)?.ok_or_else(|| at.err("reg", Problem::TooFew { have: 0, need: 1 }))?;
+    Ok(Console { source, node: at.path(), compatible, region, options })
 }
 
 /// A line sink for [`BootPlan::report`].

@@ -104,7 +104,7 @@ impl DeviceTree<'_> {
                 return Flow::Stop;
             }
             if named_psci.is_none() && at.node().name.split('@').next() == Some("psci") {
-                named_psci = Some(at.path);
+                named_psci = Some(at.path());
             }
             Flow::Skip
         });
@@ -138,6 +138,6 @@ impl DeviceTree<'_> {
             cpu_on: id("cpu_on")?,
             migrate: id("migrate")?,
         };
-        Ok(Some(Psci { node: at.path, version, conduit, dt_ids }))
+        Ok(Some(Psci { node: at.path(), version, conduit, dt_ids }))
     }
 }

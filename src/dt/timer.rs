@@ -76,7 +76,7 @@ impl DeviceTree<'_> {
             return Err(at.err("interrupts", Problem::TooFew { have: n, need: 4 }));
         };
         Ok(Timer {
-            node: at.path,
+            node: at.path(),
             kind: if compatible == "arm,armv8-timer" { TimerKind::Armv8 } else { TimerKind::Armv7 },
             secure_phys,
             nonsecure_phys,

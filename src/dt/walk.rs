@@ -15,62 +15,81 @@ use super::{DtError, MAX_DEPTH, Problem, Region, be32};
 
 type Node<'b, 'a> = fdt::node::FdtNode<'b, 'a>;
 
-/// Longest node path kept in full; longer ones are cut and shown with "…".
-pub const NODE_PATH_CAP: usize = 128;
+/// Longest node path kept in full; longer ones keep their last part (the
+/// node's own name) and are shown with a leading "…".
+pub const NODE_PATH_CAP: usize = 80;
 
 /// A node's full path (`/soc/serial@12c20000`), stored inline so that errors
 /// and plans can name nodes without a heap.
 #[derive(Clone, Copy)]
 pub struct NodePath {
     buf: [u8; NODE_PATH_CAP],
-    /// Logical length; may exceed the capacity, then the path is cut.
-    len: usize,
+    len: u8,
+    /// The front of the path was cut off.
+    cut: bool,
 }
 
 impl NodePath {
-    /// The path `s` (cut at [`NODE_PATH_CAP`] bytes).
+    /// The path `s`; beyond [`NODE_PATH_CAP`] bytes only its end is kept.
     pub fn new(s: &str) -> Self {
-        let mut p = Self { buf: [0; NODE_PATH_CAP], len: 0 };
-        p.append(s.as_bytes());
+        let mut p = Self { buf: [0; NODE_PATH_CAP], len: 0, cut: false };
+        let mut start = s.len().saturating_sub(NODE_PATH_CAP);
+        while !s.is_char_boundary(start) {
+            start += 1;
+        }
+        p.cut = start > 0;
+        let kept = &s.as_bytes()[start..];
+        p.buf[..kept.len()].copy_from_slice(kept);
+        p.len = kept.len() as u8;
         p
     }
 
-    fn append(&mut self, b: &[u8]) {
-        for &c in b {
-            if self.len < NODE_PATH_CAP {
-                self.buf[self.len] = c;
+    /// The path of the node whose ancestors' names (root excluded) and own
+    /// name are `names`, root first.
+    pub(crate) fn from_names<'n>(names: impl DoubleEndedIterator<Item = &'n str> + Clone) -> Self {
+        let mut p = Self { buf: [0; NODE_PATH_CAP], len: 0, cut: false };
+        let total: usize = names.clone().map(|n| n.len() + 1).sum();
+        if total == 0 {
+            p.buf[0] = b'/';
+            p.len = 1;
+            return p;
+        }
+        // Fill from the end: each component is "/name".
+        let mut pos = NODE_PATH_CAP;
+        for name in names.rev() {
+            for part in [name.as_bytes(), b"/"] {
+                let n = part.len().min(pos);
+                p.buf[pos - n..pos].copy_from_slice(&part[part.len() - n..]);
+                pos -= n;
             }
-            self.len += 1;
+            if pos == 0 {
+                break;
+            }
         }
+        p.cut = total > NODE_PATH_CAP;
+        // Drop a partial UTF-8 character at the cut.
+        while pos < NODE_PATH_CAP && p.cut && (p.buf[pos] & 0xc0) == 0x80 {
+            pos += 1;
+        }
+        p.buf.copy_within(pos.., 0);
+        p.len = (NODE_PATH_CAP - pos) as u8;
+        p
     }
 
-    /// Appends a child's name.
-    pub(crate) fn push(&mut self, name: &str) {
-        if self.len != 1 || self.buf[0] != b'/' {
-            self.append(b"/");
-        }
-        self.append(name.as_bytes());
-    }
-
-    /// The path as text (the kept part, if it was cut).
+    /// The path as text (its end only, if it was cut).
     pub fn as_str(&self) -> &str {
-        let kept = &self.buf[..self.len.min(NODE_PATH_CAP)];
-        match core::str::from_utf8(kept) {
-            Ok(s) => s,
-            // Cut in the middle of a character: keep the valid prefix.
-            Err(e) => core::str::from_utf8(&kept[..e.valid_up_to()]).unwrap_or(""),
-        }
+        core::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
     }
 
-    /// Whether the path was longer than [`NODE_PATH_CAP`].
+    /// Whether the front of the path was cut off (longer than [`NODE_PATH_CAP`]).
     pub fn is_truncated(&self) -> bool {
-        self.len > NODE_PATH_CAP
+        self.cut
     }
 }
 
 impl PartialEq for NodePath {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.as_str() == other.as_str()
+        self.cut == other.cut && self.as_str() == other.as_str()
     }
 }
 
@@ -78,17 +97,16 @@ impl Eq for NodePath {}
 
 impl PartialEq<&str> for NodePath {
     fn eq(&self, other: &&str) -> bool {
-        !self.is_truncated() && self.as_str() == *other
+        !self.cut && self.as_str() == *other
     }
 }
 
 impl fmt::Display for NodePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())?;
-        if self.is_truncated() {
+        if self.cut {
             f.write_str("…")?;
         }
-        Ok(())
+        f.write_str(self.as_str())
     }
 }
 
@@ -98,36 +116,31 @@ impl fmt::Debug for NodePath {
     }
 }
 
-/// A node together with its ancestors (root first) and its full path.
+/// A node together with its ancestors (root first); its path is built from
+/// their names when needed.
 #[derive(Clone, Copy)]
 pub(crate) struct Located<'b, 'a> {
     /// `nodes[0]` is the root, `nodes[len - 1]` the node itself.
     nodes: [Node<'b, 'a>; MAX_DEPTH + 1],
     len: usize,
-    /// Logical path length before each level was pushed.
-    marks: [usize; MAX_DEPTH + 1],
-    pub path: NodePath,
 }
 
 impl<'b, 'a> Located<'b, 'a> {
     fn root(root: Node<'b, 'a>) -> Self {
-        Self { nodes: [root; MAX_DEPTH + 1], len: 1, marks: [0; MAX_DEPTH + 1], path: NodePath::new("/") }
+        Self { nodes: [root; MAX_DEPTH + 1], len: 1 }
     }
 
     fn push(&mut self, child: Node<'b, 'a>) -> bool {
         if self.len > MAX_DEPTH {
             return false;
         }
-        self.marks[self.len] = self.path.len;
         self.nodes[self.len] = child;
         self.len += 1;
-        self.path.push(child.name);
         true
     }
 
     fn pop(&mut self) {
         self.len -= 1;
-        self.path.len = self.marks[self.len];
     }
 
     /// `child` (a child of this node) located below this node.
@@ -146,16 +159,19 @@ impl<'b, 'a> Located<'b, 'a> {
         &self.nodes[..self.len - 1]
     }
 
-    /// The path of the ancestor at `depth` (0 = root).
+    /// The node's full path.
+    pub fn path(&self) -> NodePath {
+        self.ancestor_path(self.len - 1)
+    }
+
+    /// The path of the ancestor at `depth` (0 = root; `len - 1` = the node).
     fn ancestor_path(&self, depth: usize) -> NodePath {
-        let mut p = self.path;
-        p.len = if depth == 0 { 1 } else { self.marks[depth + 1] };
-        p
+        NodePath::from_names(self.nodes[1..=depth].iter().map(|n| n.name))
     }
 
     /// An error about property `prop` of this node.
     pub fn err(&self, prop: &'static str, problem: Problem) -> DtError {
-        DtError::Prop { node: self.path, prop, problem }
+        DtError::Prop { node: self.path(), prop, problem }
     }
 
     /// `#address-cells`/`#size-cells` the parent gives this node.
@@ -168,7 +184,7 @@ impl<'b, 'a> Located<'b, 'a> {
     /// through every ancestor's `ranges`. `Ok(None)` past the last entry.
     pub fn reg(&self, index: usize) -> Result<Option<Region>, DtError> {
         let (ac, sc) = self.parent_cells()?;
-        let value = self.prop("reg").ok_or(self.err("reg", Problem::Missing))?;
+        let value = self.prop("reg").ok_or_else(|| self.err("reg", Problem::Missing))?;
         if ac == 0 || ac > 2 || sc > 2 {
             return Err(self.err("reg", Problem::CellCount { address: ac, size: sc }));
         }
@@ -222,7 +238,7 @@ impl<'b, 'a> Located<'b, 'a> {
                 let off = addr.checked_sub(child)?;
                 (off < len && size <= len - off).then(|| parent.wrapping_add(off))
             });
-            addr = hit.ok_or(bad(Problem::NotCovered { addr }))?;
+            addr = hit.ok_or_else(|| bad(Problem::NotCovered { addr }))?;
         }
         Ok(addr)
     }
@@ -239,10 +255,14 @@ pub(crate) fn cells(node: Node<'_, '_>, path: impl Fn() -> NodePath) -> Result<(
         match node.property(name) {
             None => Ok(default),
             Some(p) if p.value.len() == 4 && be32(p.value, 0) <= 4 => Ok(be32(p.value, 0) as usize),
-            Some(p) if p.value.len() != 4 => {
-                Err(DtError::Prop { node: path(), prop: name, problem: Problem::Length { len: p.value.len(), expected: 4 } })
+            Some(p) if p.value.len() != 4 => Err(DtError::Prop {
+                node: path(),
+                prop: name,
+                problem: Problem::Length { len: p.value.len(), expected: 4 },
+            }),
+            Some(p) => {
+                Err(DtError::Prop { node: path(), prop: name, problem: Problem::Value(be32(p.value, 0) as u64) })
             }
-            Some(p) => Err(DtError::Prop { node: path(), prop: name, problem: Problem::Value(be32(p.value, 0) as u64) }),
         }
     };
     Ok((get("#address-cells", 2)?, get("#size-cells", 1)?))

@@ -137,7 +137,7 @@ impl Banner {
         let total: u64 = self.banks.iter().map(|b| b.1).sum();
         let mut m = vec![
             format!("Armature {} ({}, platform qemu-virt)", env!("CARGO_PKG_VERSION"), self.arch.name()),
-            format!("Load address: {:#x} (image {:#x}-", self.load, self.load),
+            format!("Load address: {:#x} (", self.load),
             self.privilege.clone(),
             match self.dtb {
                 DtbAt::Exactly(a) => format!("DTB address: {a:#x}\n"),

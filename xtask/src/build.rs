@@ -4,7 +4,7 @@
 //! [`build`] runs cargo for it, converts the ELF ([`crate::image`]) and
 //! publishes `armature.bin` and `armature.elf` in the variant's own directory
 //! `target/armature/<arch>[-<features>][-release]/`, so variants never
-//! overwrite each other. [`image`] does the same at most once per variant
+//! overwrite each other. [`image()`] does the same at most once per variant
 //! per process, which is what tests use.
 //!
 //! Cargo builds into its own target directory, `target/armature/cargo`, so

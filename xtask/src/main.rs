@@ -30,8 +30,8 @@ commands:
             --bootargs \"...\"       Armature's command line
             --timeout SECONDS      kill QEMU after this long (default 300)
             --slow-env             keep U-Boot's default environment (2 s countdown)
-  test    cargo test --workspace (host unit tests and the QEMU tests);
-          arguments after `--` go to cargo test
+  test    cargo test --workspace --no-fail-fast (host unit tests and the
+          QEMU tests); arguments after `--` go to cargo test
   help    this text
 
 environment:
@@ -180,8 +180,9 @@ fn cmd_test(args: &[String]) -> Result<ExitCode> {
     };
     let toolchain = Toolchain::current()?;
     let mut cmd = toolchain.cargo();
-    cmd.args(["test", "--workspace"]).args(rest);
-    eprintln!("Running cargo test --workspace {} ({})", rest.join(" "), toolchain.name());
+    // --no-fail-fast: one failing test binary must not hide the others' results.
+    cmd.args(["test", "--workspace", "--no-fail-fast"]).args(rest);
+    eprintln!("Running cargo test --workspace --no-fail-fast {} ({})", rest.join(" "), toolchain.name());
     let status = cmd.status().map_err(|e| Error::new(format!("running cargo test: {e}")))?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

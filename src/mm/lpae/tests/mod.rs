@@ -6,5 +6,6 @@
 mod basic;
 mod bbm;
 mod boot;
+mod early_boot;
 mod random;
 mod support;
