@@ -195,6 +195,18 @@ impl Banner {
     }
 }
 
+/// Fails the test, with the whole console log, unless every line in `lines`
+/// appears in the log in this order.
+pub fn assert_lines_in_order(outcome: &Outcome, lines: &[&str]) {
+    let mut rest = outcome.log.as_str();
+    for line in lines {
+        match rest.find(line) {
+            Some(i) => rest = &rest[i + line.len()..],
+            None => panic!("missing (in this order) {line:?}\n--- console log ---\n{}", outcome.log),
+        }
+    }
+}
+
 fn parse_hex_after(line: &str, prefix: &str) -> Option<u64> {
     let rest = line.split(prefix).nth(1)?;
     let hex = rest.trim().strip_prefix("0x")?;
@@ -214,8 +226,13 @@ pub fn boot(test: &str, qemu: &Qemu, expect: &Expect) -> Outcome {
 /// A direct (`-kernel`) boot of the default image of `arch` on `qemu` with
 /// the banner checked against the machine's DT and a clean power-off.
 pub fn direct_boot(test: &str, qemu: Qemu) -> Outcome {
+    direct_boot_image(test, qemu, &[])
+}
+
+/// [`direct_boot`] of the image built with extra `features`.
+pub fn direct_boot_image(test: &str, qemu: Qemu, features: &[&str]) -> Outcome {
     let arch = qemu.arch();
-    let qemu = qemu.kernel(image(arch, &[]).bin);
+    let qemu = qemu.kernel(image(arch, features).bin);
     let dt = machine_dtb(test, &qemu);
     let banner = Banner::direct(arch, &dt);
     let outcome = boot(test, &qemu, &banner.boot_expect());
@@ -239,8 +256,20 @@ pub fn uboot_lines(arch: Arch) -> [&'static str; 3] {
 /// `kernel_addr_r`. The banner is checked against the machine's DT, with the
 /// DTB where the loader is expected to leave it (`dtb`).
 pub fn uboot_boot(test: &str, qemu: Qemu, env: Environment, cmdline: &str, dtb: DtbAt) -> Outcome {
+    uboot_boot_image(test, qemu, env, cmdline, dtb, &[])
+}
+
+/// [`uboot_boot`] of the image built with extra `features`.
+pub fn uboot_boot_image(
+    test: &str,
+    qemu: Qemu,
+    env: Environment,
+    cmdline: &str,
+    dtb: DtbAt,
+    features: &[&str],
+) -> Outcome {
     let arch = qemu.arch();
-    let image = image(arch, &[]);
+    let image = image(arch, features);
     let script = BootScript::new(arch).bootargs(cmdline);
     let firmware = uboot::prepare(&scratch(test), &image.bin, &script, env).unwrap_or_else(|e| panic!("{e}"));
     let qemu = firmware.apply(qemu);

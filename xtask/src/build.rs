@@ -153,6 +153,13 @@ pub fn build(variant: &Variant, output: CargoOutput) -> Result<Image> {
         return Err(Error::new(format!("{what} failed ({status})\n{log}")));
     }
 
+    // The early boot code may only use PC-relative addressing: refuse the
+    // build otherwise (xtask/src/early_check.rs).
+    let early_relocs = crate::early_check::run(variant)?;
+    if matches!(output, CargoOutput::Inherit) && early_relocs > 0 {
+        eprintln!("Early code (boot/early): {early_relocs} relocations checked, all PC-relative");
+    }
+
     let built = paths::image_cargo_dir().join(variant.arch.triple()).join(variant.profile_dir()).join("armature");
     let elf = paths::read(&built)?;
     let flat = image::flatten(&elf, variant.arch).context(|| format!("{}: {}", variant.name(), built.display()))?;

@@ -22,6 +22,7 @@
 
 pub mod build;
 pub mod disk;
+pub mod early_check;
 pub mod fdt;
 pub mod image;
 pub mod paths;
