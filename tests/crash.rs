@@ -8,21 +8,40 @@ mod common;
 use common::{BOOT_TIMEOUT, image};
 use xtask::{Arch, Expect, Outcome, Qemu};
 
-/// Boots the crashtest image with `crashtest=<kind>` and checks the dump:
-/// `cause` are the lines between the dump header and the registers.
+/// Boots the AArch64 crashtest image with `crashtest=<kind>` and checks the
+/// dump: `cause` are the lines between the dump header and the registers.
 fn crash(kind: &str, before: &[&str], cause: &[&str], forbidden: &[&str]) -> Outcome {
-    let test = format!("aarch64-crashtest-{kind}");
-    let image = image(Arch::Aarch64, &["crashtest"]);
-    let qemu = Qemu::aarch64().smp(2).kernel(&image.bin).append(format!("crashtest={kind}"));
+    crash_on(Arch::Aarch64, kind, before, cause, forbidden)
+}
+
+/// [`crash`] for either architecture: the register file and the names of
+/// the return-state registers differ (ELR_EL2/SPSR_EL2 vs ELR_hyp/SPSR_hyp).
+fn crash_on(arch: Arch, kind: &str, before: &[&str], cause: &[&str], forbidden: &[&str]) -> Outcome {
+    let test = format!("{}-crashtest-{kind}", arch.name());
+    let image = image(arch, &["crashtest"]);
+    let machine = match arch {
+        Arch::Aarch64 => Qemu::aarch64(),
+        Arch::Armv7 => Qemu::armv7(),
+    };
+    let qemu = machine.smp(2).kernel(&image.bin).append(format!("crashtest={kind}"));
     let mut failure_markers = vec!["nested exception", "Boot complete"];
     failure_markers.extend_from_slice(forbidden);
-    let registers: Vec<String> = (0..31).map(|i| format!("x{i:<2}: 0x")).chain(["sp : 0x".to_string()]).collect();
+    let (registers, return_state): (Vec<String>, [&str; 2]) = match arch {
+        Arch::Aarch64 => (
+            (0..31).map(|i| format!("x{i:<2}: 0x")).chain(["sp : 0x".to_string()]).collect(),
+            ["ELR_EL2: 0x", "SPSR_EL2: 0x"],
+        ),
+        Arch::Armv7 => (
+            (0..13).map(|i| format!("r{i:<2}: 0x")).chain(["sp : 0x".to_string(), "lr : 0x".to_string()]).collect(),
+            ["ELR_hyp: 0x", "SPSR_hyp: 0x"],
+        ),
+    };
     let expect = Expect::new()
         .markers([format!("Command line: \"crashtest={kind}\""), "crashtest: faulting on purpose".into()])
         .markers(before.iter().copied())
         .marker("----[ Armature")
         .markers(cause.iter().copied())
-        .markers(["ELR_EL2: 0x", "SPSR_EL2: 0x"])
+        .markers(return_state)
         .markers(registers)
         .markers(["Backtrace (image at", "[ 0] 0x", "<- faulting PC", "[ 1] 0x", "----[ end of crash dump ]----"])
         .marker("System halted")
@@ -69,6 +88,41 @@ fn panic() {
             "BRK instruction",
             "FAR_EL2: 0x",
         ],
+        &[],
+    );
+}
+
+/// ARMv7 (HYP mode): a read of an address with nothing behind it is an
+/// external data abort, reported with HSR and HDFAR.
+#[test]
+fn armv7_data_abort() {
+    crash_on(
+        Arch::Armv7,
+        "abort",
+        &[],
+        &[
+            "Unexpected exception: Data Abort (HVBAR+0x10)",
+            "HSR: 0x",
+            "Data Abort from the current EL",
+            "data abort: read",
+            "HDFAR: 0x0b000000",
+        ],
+        &["PANIC"],
+    );
+}
+
+#[test]
+fn armv7_undefined_instruction() {
+    crash_on(Arch::Armv7, "undef", &[], &["Undefined Instruction", "HSR: 0x", "Unknown reason"], &["PANIC"]);
+}
+
+#[test]
+fn armv7_panic() {
+    crash_on(
+        Arch::Armv7,
+        "panic",
+        &["PANIC: crash test requested"],
+        &["Panic (see the message above); registers at the panic site:", "HSR: 0x"],
         &[],
     );
 }
