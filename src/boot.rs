@@ -124,7 +124,7 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     if let Some(kind) = opts.crash_test {
         if cfg!(feature = "crashtest") {
             warn!("crashtest: faulting on purpose ({kind:?})");
-            arch::trigger_crash(kind);
+            crate::crash::trigger(kind);
         } else {
             warn!("crashtest= ignored: this image was built without the crashtest feature");
         }

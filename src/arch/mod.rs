@@ -10,8 +10,11 @@
 //! - `firmware_call()`: an SMC Calling Convention call over `smc` or `hvc`;
 //! - `halt()`: stop this CPU for good;
 //! - `panic_trap()`: enter the crash path from a panic;
-//! - `trigger_crash()`: fault on purpose (crash-path tests only);
-//! - `image_bounds()`, `boot_stack()`: where the image and boot stack are.
+//! - `undefined_instruction()`, `CRASH_ADDRESS`: faults on purpose for the
+//!   crash-path tests (`crash::trigger`).
+//!
+//! Shared by both: `image_bounds()` and `boot_stack()`, from the symbols
+//! every linker script and boot stub define.
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -30,4 +33,21 @@ pub struct Privilege {
     pub is_hyp: bool,
     /// How the architecture names it, for the log (`CurrentEL=2 (EL2)`).
     pub text: &'static str,
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    static boot_stack_bottom: u8;
+    static boot_stack_top: u8;
+}
+
+/// Where the image lies now: [start, end), including BSS.
+pub fn image_bounds() -> (usize, usize) {
+    (&raw const __image_start as usize, &raw const __image_end as usize)
+}
+
+/// The boot CPU's stack: [bottom, top).
+pub fn boot_stack() -> (usize, usize) {
+    (&raw const boot_stack_bottom as usize, &raw const boot_stack_top as usize)
 }

@@ -32,6 +32,25 @@ pub fn in_progress() -> bool {
 /// panic site like any other crash.
 pub const PANIC_BRK_IMM: u16 = 0x0a55;
 
+/// Faults on purpose (the `crashtest=` option, for tests of the crash path).
+/// The abort reads `arch::CRASH_ADDRESS`, where nothing answers on the
+/// supported machines (see each architecture's comment on it).
+#[cfg(target_os = "none")]
+pub fn trigger(kind: crate::cmdline::CrashTest) -> ! {
+    use crate::cmdline::CrashTest;
+    match kind {
+        CrashTest::DataAbort => {
+            let addr = crate::arch::CRASH_ADDRESS;
+            // SAFETY: not safe at all, on purpose: the read faults and the
+            // exception handler reports it and halts.
+            let v = unsafe { core::ptr::read_volatile(addr as usize as *const usize) };
+            panic!("read of {addr:#x} did not fault (got {v:#x})");
+        }
+        CrashTest::Undefined => crate::arch::undefined_instruction(),
+        CrashTest::Panic => panic!("crash test requested on the command line"),
+    }
+}
+
 /// The panic handler: prints the message, then enters the architecture's
 /// crash path so the registers and backtrace at the panic site are dumped.
 #[cfg(target_os = "none")]

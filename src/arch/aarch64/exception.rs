@@ -88,7 +88,7 @@ extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u64) -> ! {
         super::halt();
     }
     let mut c = console::emergency();
-    let (img_start, img_end) = super::image_bounds();
+    let (img_start, img_end) = crate::arch::image_bounds();
     let image = report::Image { start: img_start as u64, end: img_end as u64 };
     let _ = report::header(&mut c, super::NAME);
     let _ = report::cause(&mut c, is_panic, VECTOR_NAMES[vector]);
@@ -106,7 +106,7 @@ extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u64) -> ! {
         if frame.spsr & (1 << 6) != 0 { 'F' } else { '-' },
     );
     let _ = report::registers(&mut c, &REG_NAMES, |i| if i < 31 { frame.x[i] } else { frame.sp }, 3, DIGITS);
-    let (stack_bottom, stack_top) = super::boot_stack();
+    let (stack_bottom, stack_top) = crate::arch::boot_stack();
     let _ = report::backtrace(
         &mut c,
         "armature-aarch64.elf",

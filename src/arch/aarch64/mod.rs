@@ -105,43 +105,14 @@ pub fn panic_trap() -> ! {
     unsafe { asm!("brk #{imm}", imm = const crate::crash::PANIC_BRK_IMM, options(noreturn)) }
 }
 
-/// Faults on purpose, for tests of the crash path.
-pub fn trigger_crash(kind: crate::cmdline::CrashTest) -> ! {
-    use crate::cmdline::CrashTest;
-    match kind {
-        CrashTest::DataAbort => {
-            // An address above any implemented physical address size: with the
-            // MMU off this is an address size fault (with it on, a translation
-            // fault), never a silent read.
-            let p = CRASH_ADDRESS as *const u64;
-            // SAFETY: not safe at all, on purpose: the read faults and the
-            // exception handler reports it and halts.
-            let v = unsafe { core::ptr::read_volatile(p) };
-            panic!("read of {CRASH_ADDRESS:#x} did not fault (got {v:#x})");
-        }
-        // SAFETY: `udf` raises an undefined-instruction exception, handled by
-        // the vectors, which never return.
-        CrashTest::Undefined => unsafe { asm!("udf #0x4a52", options(noreturn)) },
-        CrashTest::Panic => panic!("crash test requested on the command line"),
-    }
+/// Executes an undefined instruction (crash-path tests only).
+pub fn undefined_instruction() -> ! {
+    // SAFETY: `udf` raises an undefined-instruction exception, handled by
+    // the vectors, which never return.
+    unsafe { asm!("udf #0x4a52", options(noreturn)) }
 }
 
-/// Address read by `crashtest=abort`.
+/// Address read by `crashtest=abort`: above the 48-bit virtual range with the
+/// MMU on (a level-0 translation fault), above any implemented physical
+/// address size with it off (an address size fault); never a silent read.
 pub const CRASH_ADDRESS: u64 = 0x00de_ad00_0000_0000;
-
-unsafe extern "C" {
-    static __image_start: u8;
-    static __image_end: u8;
-    static boot_stack_bottom: u8;
-    static boot_stack_top: u8;
-}
-
-/// Where the image lies now: [start, end), including BSS.
-pub fn image_bounds() -> (usize, usize) {
-    (&raw const __image_start as usize, &raw const __image_end as usize)
-}
-
-/// The boot CPU's stack: [bottom, top).
-pub fn boot_stack() -> (usize, usize) {
-    (&raw const boot_stack_bottom as usize, &raw const boot_stack_top as usize)
-}

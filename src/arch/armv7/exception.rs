@@ -106,7 +106,7 @@ fn is_panic_udf(frame: &ExceptionFrame, vector: usize) -> bool {
     if vector != VECTOR_UNDEF || frame.spsr & psr::T != 0 || !frame.elr.is_multiple_of(4) {
         return false;
     }
-    let (start, end) = super::image_bounds();
+    let (start, end) = crate::arch::image_bounds();
     let pc = frame.elr as usize;
     if pc < start || pc >= end {
         return false;
@@ -130,7 +130,7 @@ extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u32) -> ! {
         super::halt();
     }
     let mut c = console::emergency();
-    let (img_start, img_end) = super::image_bounds();
+    let (img_start, img_end) = crate::arch::image_bounds();
     let image = report::Image { start: img_start as u64, end: img_end as u64 };
     let _ = report::header(&mut c, super::NAME);
     let _ = report::cause(&mut c, is_panic, VECTOR_NAMES[vector]);
@@ -155,7 +155,7 @@ extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u32) -> ! {
         }
     };
     let _ = report::registers(&mut c, &REG_NAMES, reg, 4, DIGITS);
-    let (stack_bottom, stack_top) = super::boot_stack();
+    let (stack_bottom, stack_top) = crate::arch::boot_stack();
     // A32 frame records (LLVM, -C force-frame-pointers): `push {..., r11, lr}`
     // then r11 = the address of the saved r11, so [r11] = caller's r11 and
     // [r11 + 4] = return address.
