@@ -219,7 +219,72 @@ apply_relocations:
 3:      wfe
         b       3b
 
+/*
+ * relocate_and_switch_asm: copy the image to its new home, then switch to the
+ * runtime tables from the copy's identity page.
+ *   In:  x0 = VA the destination is mapped at, x1 = bytes to copy (a multiple
+ *        of 16: the whole image, BSS and stacks included), x2 = TTBR0_EL2 of
+ *        the runtime tables (inside the copy), x3 = physical address of
+ *        switch_ttbr in the copy (identity-mapped in both sets of tables).
+ *   Uses no stack: the stack is part of what is copied, so the caller's
+ *   frames in the copy are exactly those live at the call.
+ *   Out: returns (lr) at the same virtual address, now backed by the copy.
+ *   Clobbers x4-x9.
+ */
+        .section .text.boot, "ax"
+        .global relocate_and_switch_asm
+relocate_and_switch_asm:
+        adr_l   x4, __image_start
+        mov     x5, x0
+        mov     x6, x1
+1:      ldp     x7, x8, [x4], #16
+        stp     x7, x8, [x5], #16
+        subs    x6, x6, #16
+        b.hi    1b
+        /* Clean the copy to the point of coherency: it is fetched and read
+         * with the MMU (and so the caches) off for a moment. */
+        mrs     x7, ctr_el0
+        ubfx    x7, x7, #16, #4
+        mov     x8, #4
+        lsl     x7, x8, x7
+        sub     x8, x7, #1
+        bic     x5, x0, x8
+        add     x6, x0, x1
+2:      dc      cvac, x5
+        add     x5, x5, x7
+        cmp     x5, x6
+        b.lo    2b
+        dsb     sy
+        ic      iallu
+        dsb     nsh
+        isb
+        br      x3                      /* switch_ttbr returns to our caller */
+
         .section .text.idmap, "ax"
+/*
+ * switch_ttbr: the only place TTBR0_EL2 changes after boot, with the MMU off.
+ *   In:  x2 = new TTBR0_EL2, lr = return address (valid in the new tables).
+ *   Runs from an identity-mapped page present in the old and the new tables.
+ *   Clobbers x5, x6.
+ */
+        .global switch_ttbr
+switch_ttbr:
+        mrs     x5, sctlr_el2
+        bic     x6, x5, #1              /* SCTLR_EL2.M = 0 */
+        msr     sctlr_el2, x6
+        isb
+        msr     ttbr0_el2, x2
+        isb
+        tlbi    alle2
+        dsb     nsh
+        isb
+        msr     sctlr_el2, x5           /* MMU back on, with the new tables */
+        isb
+        ic      iallu
+        dsb     nsh
+        isb
+        ret
+
 /*
  * enable_mmu: the only code that runs while the MMU is switched on. It lives
  * in the identity-mapped page (.text.idmap, at most one page, asserted by the

@@ -37,6 +37,9 @@ pub struct Privilege {
 
 unsafe extern "C" {
     static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __idmap_start: u8;
     static __image_end: u8;
     static boot_stack_bottom: u8;
     static boot_stack_top: u8;
@@ -50,4 +53,20 @@ pub fn image_bounds() -> (usize, usize) {
 /// The boot CPU's stack: [bottom, top).
 pub fn boot_stack() -> (usize, usize) {
     (&raw const boot_stack_bottom as usize, &raw const boot_stack_top as usize)
+}
+
+/// The image's section boundaries, as offsets from its start: end of text,
+/// end of rodata (start of data), end of the image including BSS.
+pub fn image_sections() -> (usize, usize, usize) {
+    let start = &raw const __image_start as usize;
+    (
+        &raw const __text_end as usize - start,
+        &raw const __rodata_end as usize - start,
+        &raw const __image_end as usize - start,
+    )
+}
+
+/// Where the identity-mapped page (the MMU switch code) is now.
+pub fn idmap_start() -> usize {
+    &raw const __idmap_start as usize
 }

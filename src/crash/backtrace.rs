@@ -46,7 +46,7 @@ pub fn walk(
         if fp == 0 {
             return Stop::End;
         }
-        if fp % word != 0 || fp < bounds.bottom || fp.saturating_add(2 * word) > bounds.top {
+        if !fp.is_multiple_of(word) || fp < bounds.bottom || fp.saturating_add(2 * word) > bounds.top {
             return Stop::BadFrame(fp);
         }
         let next = read(fp);

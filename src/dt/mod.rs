@@ -63,6 +63,13 @@ pub enum DtError {
     BadVersion(u32),
     /// The `fdt` crate refused the blob.
     Parse,
+    /// The tree does not fit the buffer it is copied into.
+    TooLargeToCopy {
+        /// Bytes the compacted tree needs.
+        need: usize,
+        /// Bytes available.
+        have: usize,
+    },
     /// The structure block is malformed at this byte offset into the blob.
     BadStructure {
         /// Offset of the offending token from the start of the blob.
@@ -205,6 +212,9 @@ impl fmt::Display for DtError {
             DtError::BadBlock(what) => write!(f, "header field {what} points outside the blob"),
             DtError::BadVersion(v) => write!(f, "unsupported FDT version {v} (need 16 or 17)"),
             DtError::Parse => write!(f, "structure block could not be parsed"),
+            DtError::TooLargeToCopy { need, have } => {
+                write!(f, "tree needs {need:#x} bytes once compacted, the hypervisor keeps at most {have:#x}")
+            }
             DtError::BadStructure { offset, what } => {
                 write!(f, "malformed structure block at offset {offset:#x}: {what}")
             }
@@ -277,6 +287,14 @@ pub(crate) const MAX_DEPTH: usize = 32;
 /// [`validate_header`] and checks every token, so that the `fdt` crate's
 /// parser (which panics on malformed input) only ever sees well-formed trees.
 pub fn validate_structure(blob: &[u8]) -> Result<(), DtError> {
+    walk_structure(blob, false, |_, _| {})
+}
+
+/// The structure walk behind [`validate_structure`]. With `allow_nops`, an
+/// FDT_NOP may stand anywhere (as the specification allows; libfdt leaves
+/// them when it edits a tree). `token` is called with the offset and length
+/// of every token except NOPs.
+fn walk_structure(blob: &[u8], allow_nops: bool, mut token: impl FnMut(usize, usize)) -> Result<(), DtError> {
     let off_struct = be32(blob, 8) as usize;
     let size_struct = be32(blob, 36) as usize;
     let off_strings = be32(blob, 12) as usize;
@@ -300,7 +318,7 @@ pub fn validate_structure(blob: &[u8]) -> Result<(), DtError> {
         let tag_at = pos;
         let tag = be32(blob, pos);
         pos += 4;
-        if after_nop && !matches!(tag, FDT_NOP | FDT_END_NODE | FDT_END) {
+        if after_nop && !allow_nops && !matches!(tag, FDT_NOP | FDT_END_NODE | FDT_END) {
             return bad(tag_at, "FDT_NOP before a property or node is not supported");
         }
         after_nop = tag == FDT_NOP;
@@ -367,6 +385,7 @@ pub fn validate_structure(blob: &[u8]) -> Result<(), DtError> {
                 if !seen_root {
                     return bad(tag_at, "no root node");
                 }
+                token(tag_at, 4);
                 return Ok(());
             }
             _ => return bad(tag_at, "unknown token"),
@@ -374,7 +393,65 @@ pub fn validate_structure(blob: &[u8]) -> Result<(), DtError> {
         if pos > end {
             return bad(tag_at, "token runs past the structure block");
         }
+        if tag != FDT_NOP {
+            token(tag_at, pos - tag_at);
+        }
     }
+}
+
+/// Copies the device tree `src` into `buf`, compacted (header, reservation
+/// map, structure, strings, nothing else) and without FDT_NOP tokens, and
+/// returns the copy. libfdt-based editors (U-Boot's `fdt` command, `fdtput`)
+/// leave NOPs, which the specification allows anywhere but the `fdt` crate
+/// does not parse everywhere. The copy is also the hypervisor's own: the
+/// firmware's DTB memory can then be reused.
+pub fn normalize_into<'b>(src: &[u8], buf: &'b mut [u8]) -> Result<&'b [u8], DtError> {
+    let total = validate_header(src)?;
+    if src.len() < total {
+        return Err(DtError::Truncated { have: src.len(), need: total });
+    }
+    let src = &src[..total];
+    let mut struct_len = 0;
+    walk_structure(src, true, |_, len| struct_len += len)?;
+    // The reservation map runs up to its all-zero entry.
+    let rsv = be32(src, 16) as usize;
+    let mut rsv_len = 0;
+    loop {
+        let e = rsv + rsv_len;
+        if e + 16 > total {
+            return Err(DtError::BadBlock("off_mem_rsvmap (no terminating entry)"));
+        }
+        rsv_len += 16;
+        if src[e..e + 16].iter().all(|&b| b == 0) {
+            break;
+        }
+    }
+    let (off_strings, size_strings) = (be32(src, 12) as usize, be32(src, 32) as usize);
+    let off_rsv_new = HEADER_SIZE;
+    let off_struct_new = off_rsv_new + rsv_len;
+    let off_strings_new = off_struct_new + struct_len;
+    let need = off_strings_new + size_strings;
+    if need > buf.len() {
+        return Err(DtError::TooLargeToCopy { need, have: buf.len() });
+    }
+    buf[..HEADER_SIZE].copy_from_slice(&src[..HEADER_SIZE]);
+    buf[off_rsv_new..off_struct_new].copy_from_slice(&src[rsv..rsv + rsv_len]);
+    let mut w = off_struct_new;
+    walk_structure(src, true, |off, len| {
+        buf[w..w + len].copy_from_slice(&src[off..off + len]);
+        w += len;
+    })?;
+    buf[off_strings_new..need].copy_from_slice(&src[off_strings..off_strings + size_strings]);
+    for (field, value) in [
+        (4, need),
+        (8, off_struct_new),
+        (12, off_strings_new),
+        (16, off_rsv_new),
+        (36, struct_len),
+    ] {
+        buf[field..field + 4].copy_from_slice(&(value as u32).to_be_bytes());
+    }
+    Ok(&buf[..need])
 }
 
 /// A physical address range.
@@ -523,6 +600,25 @@ impl<'a> DeviceTree<'a> {
         // SAFETY: the caller guarantees `totalsize` bytes are readable.
         let all = unsafe { core::slice::from_raw_parts(addr as *const u8, total) };
         Self::new(all)
+    }
+
+    /// Copies the DT at address `addr` into `buf` (compacted, without
+    /// FDT_NOP tokens: see [`normalize_into`]) and wraps the copy. Returns the
+    /// tree and the size of the original blob.
+    ///
+    /// # Safety
+    /// As for [`DeviceTree::from_addr`].
+    pub unsafe fn copy_from_addr(addr: usize, buf: &'a mut [u8]) -> Result<(Self, usize), DtError> {
+        if addr == 0 || !addr.is_multiple_of(8) {
+            return Err(DtError::BadAddress(addr));
+        }
+        // SAFETY: the caller guarantees the header is readable.
+        let header = unsafe { core::slice::from_raw_parts(addr as *const u8, HEADER_SIZE) };
+        let total = validate_header(header)?;
+        // SAFETY: the caller guarantees `totalsize` bytes are readable.
+        let src = unsafe { core::slice::from_raw_parts(addr as *const u8, total) };
+        let copy = normalize_into(src, buf)?;
+        Ok((Self::new(copy)?, total))
     }
 
     /// The blob's size in bytes.

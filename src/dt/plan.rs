@@ -224,6 +224,27 @@ impl<'a> DeviceTree<'a> {
         Err(DtError::BadBlock("off_mem_rsvmap (no terminating entry)"))
     }
 
+    /// Boot modules in `/chosen` (`multiboot,module` nodes, the binding Xen
+    /// uses: kernel, ramdisk, …), as physical regions. They must never be
+    /// overwritten before they are used.
+    pub fn boot_modules(&self) -> Result<Regions, DtError> {
+        let mut out = Regions::default();
+        let Some(at) = self.locate("/chosen") else { return Ok(out) };
+        for child in at.node().children() {
+            let is_module = child.compatible().is_some_and(|c| c.all().any(|s| s == "multiboot,module"));
+            if !is_module || !walk::enabled(child) {
+                continue;
+            }
+            let Some(c) = at.child(child) else { continue };
+            let mut i = 0;
+            while let Some(r) = c.reg_untranslated(i)? {
+                out.push(r);
+                i += 1;
+            }
+        }
+        Ok(out)
+    }
+
     /// `/memreserve/` entries and the enabled `/reserved-memory` children
     /// with a `reg`, translated like any `reg`.
     pub fn reserved(&self) -> Result<Reserved<'a>, DtError> {

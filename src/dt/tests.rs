@@ -142,3 +142,49 @@ fn single_byte_corruptions_never_panic() {
         }
     }
 }
+
+/// A QEMU tree with the two `/chosen` module nodes a Xen boot script adds
+/// (made with `fdtput`, see tests/fixtures/dtb/README.md).
+#[test]
+fn boot_modules_from_chosen() {
+    let blob = include_bytes!("../../tests/fixtures/dtb/qemu-virt-gicv3-xen-modules.dtb");
+    let dt = DeviceTree::new(blob).unwrap();
+    let m = dt.boot_modules().unwrap();
+    assert_eq!(
+        m.as_slice(),
+        // In tree order: `fdtput -c` put the later node first.
+        &[Region { base: 0x4c00_0000, size: 0x12345 }, Region { base: 0x4a00_0000, size: 0x1f6_da00 }]
+    );
+    assert!(DeviceTree::new(GICV3).unwrap().boot_modules().unwrap().as_slice().is_empty());
+}
+
+/// libfdt editors leave FDT_NOP tokens (`fdt_nop_property` overwrites a
+/// property with them; QEMU does this to a `-dtb` it patches): such a tree is
+/// refused as it is, parsed once copied without them, and the copy says the
+/// same as the original minus the removed property.
+#[test]
+fn nops_are_removed_by_the_normalizing_copy() {
+    let be = |b: &[u8], o: usize| u32::from_be_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+    let mut blob = GICV3.to_vec();
+    // The root's first property: FDT_BEGIN_NODE "\0" (8 bytes), then FDT_PROP.
+    let prop = be(&blob, 8) + 8;
+    assert_eq!(be(&blob, prop), 3, "expected a property right after the root node");
+    let len = 12 + be(&blob, prop + 4).div_ceil(4) * 4;
+    for w in (prop..prop + len).step_by(4) {
+        blob[w..w + 4].copy_from_slice(&4u32.to_be_bytes());
+    }
+    assert_eq!(
+        DeviceTree::new(&blob).err(),
+        Some(DtError::BadStructure { offset: prop + len, what: "FDT_NOP before a property or node is not supported" })
+    );
+    let mut buf = std::vec![0u8; 64 << 10];
+    let copy = normalize_into(&blob, &mut buf).unwrap();
+    assert_eq!(copy.len(), GICV3.len() - len);
+    let dt = DeviceTree::new(copy).unwrap();
+    assert_eq!(dt.cpu_count().unwrap(), 4);
+    assert_eq!(dt.stdout().unwrap().base, 0x0900_0000);
+    assert_eq!(dt.memory_banks().unwrap().as_slice(), &[Region { base: 0x4000_0000, size: 0x4000_0000 }]);
+    // A NOP-free tree copies to the same size; a buffer too small is an error.
+    assert_eq!(normalize_into(GICV3, &mut buf).unwrap().len(), GICV3.len());
+    assert!(matches!(normalize_into(GICV3, &mut buf[..1024]), Err(DtError::TooLargeToCopy { .. })));
+}

@@ -183,6 +183,16 @@ impl<'b, 'a> Located<'b, 'a> {
     /// The `index`-th `reg` entry, translated to a CPU physical address
     /// through every ancestor's `ranges`. `Ok(None)` past the last entry.
     pub fn reg(&self, index: usize) -> Result<Option<Region>, DtError> {
+        match self.reg_untranslated(index)? {
+            Some(r) => Ok(Some(Region { base: self.translate(r.base, r.size)?, size: r.size })),
+            None => Ok(None),
+        }
+    }
+
+    /// The `index`-th `reg` entry as written, in the parent's address space
+    /// (for nodes that are not on a bus, such as `/chosen` modules, whose
+    /// addresses are physical already). `Ok(None)` past the last entry.
+    pub fn reg_untranslated(&self, index: usize) -> Result<Option<Region>, DtError> {
         let (ac, sc) = self.parent_cells()?;
         let value = self.prop("reg").ok_or_else(|| self.err("reg", Problem::Missing))?;
         if ac == 0 || ac > 2 || sc > 2 {
@@ -195,7 +205,7 @@ impl<'b, 'a> Located<'b, 'a> {
         let Some(entry) = value.get(index * stride..(index + 1) * stride) else { return Ok(None) };
         let base = read_cells(entry, ac);
         let size = read_cells(&entry[ac * 4..], sc);
-        Ok(Some(Region { base: self.translate(base, size)?, size }))
+        Ok(Some(Region { base, size }))
     }
 
     /// Every `reg` entry, pushed onto `out`; returns how many there were.

@@ -10,6 +10,8 @@
 
 pub mod addr;
 pub mod lpae;
+pub mod placement;
+pub mod pool;
 
 pub use addr::{
     AddrKind, Address, AnyAddr, IntermediatePhysAddr, PAGE_SIZE, PageFrame, PageSize, PhysAddr, SIZE_1G, SIZE_2M,

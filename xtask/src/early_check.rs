@@ -113,11 +113,10 @@ pub fn check_object(bytes: &[u8]) -> std::result::Result<usize, Vec<String>> {
             if !PC_RELATIVE.iter().any(|(t, _)| *t == r_type) {
                 bad.push(format!("{sname}+{offset:#x}: absolute relocation {} against {tname}", reloc_name(r_type)));
             }
-            if let Some(sym) = target {
-                if sym.is_undefined() && !ALLOWED_EXTERNAL.contains(&tname.as_str()) {
+            if let Some(sym) = target
+                && sym.is_undefined() && !ALLOWED_EXTERNAL.contains(&tname.as_str()) {
                     bad.push(format!("{sname}+{offset:#x}: reference to {tname}, outside the early code"));
                 }
-            }
         }
     }
     if bad.is_empty() { Ok(checked) } else { Err(bad) }

@@ -182,6 +182,27 @@ fn reloc_name(arch: Arch, r_type: u32) -> String {
     known.map_or_else(|| format!("relocation type {r_type}"), str::to_string)
 }
 
+/// The value of the symbol `name` in the ELF `elf` built for `arch` (e.g.
+/// `__idmap_start`, the offset of the identity page in the image).
+pub fn symbol(elf: &[u8], arch: Arch, name: &str) -> Result<u64> {
+    match arch {
+        Arch::Aarch64 => symbol_in::<elf::FileHeader64<Endianness>>(elf, name),
+        Arch::Armv7 => symbol_in::<elf::FileHeader32<Endianness>>(elf, name),
+    }
+}
+
+fn symbol_in<E: FileHeader<Endian = Endianness>>(data: &[u8], name: &str) -> Result<u64> {
+    let header = E::parse(data).context(|| "not a valid ELF file for this architecture")?;
+    let endian = header.endian().context(|| "ELF header")?;
+    let sections = header.sections(endian, data).context(|| "section headers")?;
+    let symtab = sections.symbols(endian, data, elf::SHT_SYMTAB).context(|| "symbol table")?;
+    symtab
+        .iter()
+        .find(|s| s.name(endian, symtab.strings()) == Ok(name.as_bytes()))
+        .map(|s| s.st_value(endian).into())
+        .ok_or_else(|| Error::new(format!("the ELF has no symbol {name}")))
+}
+
 fn le_u32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
 }
@@ -385,6 +406,14 @@ mod tests {
     fn wrong_machine_is_refused() {
         let elf = elf64(&text_with_header(0x2000), 0x100, &[], 0x2000);
         assert!(flatten(&elf, Arch::Armv7).is_err());
+    }
+
+    #[test]
+    fn symbols_are_looked_up_by_name() {
+        let elf = elf64(&text_with_header(0x2000), 0x100, &[], 0x2000);
+        assert_eq!(symbol(&elf, Arch::Aarch64, "__image_end").unwrap(), 0x2000);
+        let e = symbol(&elf, Arch::Aarch64, "__idmap_start").unwrap_err();
+        assert!(e.message().contains("no symbol __idmap_start"), "{e}");
     }
 
     #[test]

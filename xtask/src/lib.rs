@@ -13,6 +13,9 @@
 //! - [`qemu`]: the QEMU command line for the machines Armature runs on;
 //! - [`runner`]: running QEMU with a timeout and checking the console against
 //!   markers;
+//! - [`shim`]: a tiny arm64 Image that jumps to an image QEMU's generic
+//!   loader put at any load address, to test load addresses `-kernel` and
+//!   `booti` never use;
 //! - [`uboot`]: the boot script, environment and disk that make U-Boot boot
 //!   the image by itself;
 //! - [`disk`]: MBR + FAT disk images;
@@ -28,6 +31,7 @@ pub mod image;
 pub mod paths;
 pub mod qemu;
 pub mod runner;
+pub mod shim;
 pub mod toolchain;
 pub mod uboot;
 

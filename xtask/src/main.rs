@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use xtask::build::{self, CargoOutput};
 use xtask::runner::{Ending, Expect, RunOptions};
+use xtask::shim::ShimBoot;
 use xtask::toolchain::Toolchain;
 use xtask::uboot::{self, BootScript, Environment};
 use xtask::{Arch, Error, Qemu, Result, Variant, paths};
@@ -27,6 +28,8 @@ commands:
             --smp N                CPUs (default 4 on aarch64, 2 on armv7)
             --memory SIZE          RAM, e.g. 512M, 2G (default 1G)
             --direct               load the image with QEMU -kernel instead of U-Boot
+            --load ADDR            aarch64: load the image at ADDR (QEMU's generic
+                                   loader) and enter it through the shim (-kernel)
             --bootargs \"...\"       Armature's command line
             --timeout SECONDS      kill QEMU after this long (default 300)
             --slow-env             keep U-Boot's default environment (2 s countdown)
@@ -48,6 +51,7 @@ struct Options {
     smp: Option<u32>,
     memory: Option<String>,
     direct: bool,
+    load: Option<u64>,
     bootargs: Option<String>,
     timeout: Duration,
     fast_env: bool,
@@ -62,6 +66,7 @@ fn parse_options(args: &[String], allow_run: bool) -> Result<Options> {
         smp: None,
         memory: None,
         direct: false,
+        load: None,
         bootargs: None,
         timeout: Duration::from_secs(300),
         fast_env: true,
@@ -90,6 +95,15 @@ fn parse_options(args: &[String], allow_run: bool) -> Result<Options> {
             }
             "--memory" | "-m" if allow_run => o.memory = Some(value()?),
             "--direct" if allow_run => o.direct = true,
+            "--load" if allow_run => {
+                let v = value()?;
+                let hex = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X"));
+                let addr = match hex {
+                    Some(h) => u64::from_str_radix(&h.replace('_', ""), 16).ok(),
+                    None => v.parse().ok(),
+                };
+                o.load = Some(addr.ok_or_else(|| bad("expected an address such as 0x40001000", &v))?);
+            }
             "--bootargs" | "--append" if allow_run => o.bootargs = Some(value()?),
             "--timeout" if allow_run => {
                 let v = value()?;
@@ -139,7 +153,16 @@ fn cmd_run(args: &[String]) -> Result<ExitCode> {
     if let Some(m) = &o.memory {
         qemu = qemu.memory(m.clone());
     }
-    if o.direct {
+    if let Some(load) = o.load {
+        // Like --direct, but the image goes to `load` and the shim jumps there.
+        let dir = paths::scratch_dir(&format!("run-{}", v.name()))?;
+        let dt = qemu.dump_dtb(&dir.join("virt.dtb"))?;
+        let &(base, size) = dt.memory_banks().first().ok_or_else(|| Error::new("QEMU's device tree has no memory"))?;
+        qemu = ShimBoot::prepare(&dir, &image, load, base, size)?.apply(qemu);
+        if let Some(b) = &o.bootargs {
+            qemu = qemu.append(b.clone());
+        }
+    } else if o.direct {
         qemu = qemu.kernel(&image.bin);
         if let Some(b) = &o.bootargs {
             qemu = qemu.append(b.clone());
@@ -233,5 +256,9 @@ mod tests {
         assert_eq!(o.timeout, Duration::from_secs(9));
         assert!(parse_options(&args("--gic 4"), true).unwrap_err().message().contains("expected 2 or 3"));
         assert!(parse_options(&args("--smp 0"), true).is_err());
+        assert_eq!(parse_options(&args("--load 0x4000_1000"), true).unwrap().load, Some(0x4000_1000));
+        assert_eq!(parse_options(&args("--load=1073745920"), true).unwrap().load, Some(0x4000_1000));
+        assert!(parse_options(&args("--load 0xzz"), true).unwrap_err().message().contains("expected an address"));
+        assert!(parse_options(&args("--load 0x40001000"), false).is_err());
     }
 }

@@ -45,6 +45,7 @@ pub struct Qemu {
     append: Option<String>,
     bios: Option<PathBuf>,
     drives: Vec<Drive>,
+    loads: Vec<(PathBuf, u64)>,
     extra: Vec<OsString>,
 }
 
@@ -69,6 +70,7 @@ impl Qemu {
             append: None,
             bios: None,
             drives: Vec::new(),
+            loads: Vec::new(),
             extra: Vec::new(),
         }
     }
@@ -145,6 +147,16 @@ impl Qemu {
         self
     }
 
+    /// Copies `file` as is to physical address `addr` with QEMU's generic
+    /// loader (`-device loader,file=…,addr=…,force-raw=on`). Unlike
+    /// `-kernel` this sets no CPU's PC (no `cpu-num`) and writes no boot
+    /// stub: something else must jump there (see [`crate::shim`]). QEMU
+    /// refuses to start if the file overlaps another loaded file.
+    pub fn load_at(mut self, file: impl Into<PathBuf>, addr: u64) -> Self {
+        self.loads.push((file.into(), addr));
+        self
+    }
+
     /// Extra QEMU arguments, appended as given.
     pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
         self.extra.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
@@ -218,6 +230,10 @@ impl Qemu {
             };
             push(&["-drive".as_ref(), spec.as_ref()]);
         }
+        for (file, addr) in &self.loads {
+            let spec = format!("loader,file={},addr={addr:#x},force-raw=on", option_value(file));
+            push(&["-device".as_ref(), spec.as_ref()]);
+        }
         a.extend(self.extra.iter().cloned());
         a
     }
@@ -265,6 +281,11 @@ impl Qemu {
 
 fn missing_qemu(program: &str, e: impl std::fmt::Display) -> Error {
     Error::new(format!("cannot run {program} ({e}); install QEMU with `./x setup`"))
+}
+
+/// A path as the value of a QEMU `-device` option: commas are doubled.
+fn option_value(path: &Path) -> String {
+    path.display().to_string().replace(',', ",,")
 }
 
 /// Quotes a command line for display.
@@ -315,6 +336,19 @@ mod tests {
                  -drive if=pflash,format=raw,index=1,file=/f.img -s"
             ),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn raw_loads_use_the_generic_loader() {
+        let q = Qemu::aarch64().kernel("/s/shim.bin").load_at("/x/a,b.bin", 0x1_3ffa_d000).load_at("/y", 0x4000_1000);
+        assert!(
+            q.command_line().ends_with(
+                "-kernel /s/shim.bin -device loader,file=/x/a,,b.bin,addr=0x13ffad000,force-raw=on \
+                 -device loader,file=/y,addr=0x40001000,force-raw=on"
+            ),
+            "{}",
+            q.command_line()
         );
     }
 }

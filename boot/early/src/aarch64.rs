@@ -96,12 +96,14 @@ fn image_layout() -> (u64, ImageLayout) {
 fn pool() -> &'static mut [TablePage] {
     // SAFETY: only the boot CPU uses the pool, during these three calls, one
     // at a time; the address is PC-relative so it is the live mapping's.
-    unsafe { &mut (*(&raw mut POOL)).0 }
+    let pool = &raw mut POOL;
+    unsafe { &mut (*pool).0 }
 }
 
 fn info_mut() -> &'static mut EarlyInfo {
     // SAFETY: as for `pool`.
-    unsafe { &mut *(&raw mut INFO) }
+    let info = &raw mut INFO;
+    unsafe { &mut *info }
 }
 
 /// Physical address bits the CPU implements (ID_AA64MMFR0_EL1.PARange), and
@@ -160,7 +162,7 @@ fn early_map(load_pa: u64, dtb_pa: u64, uart_pa: u64, out: &mut MmuRegs) -> Resu
         return Err(Error::ImageTooLarge);
     }
     let idmap_pa = sym_addr!("__idmap_start");
-    if dtb_pa % 8 != 0 || read_be32(dtb_pa) != 0xd00d_feed || read_be32(dtb_pa + 4) > (2 << 20) {
+    if !dtb_pa.is_multiple_of(8) || read_be32(dtb_pa) != 0xd00d_feed || read_be32(dtb_pa + 4) > (2 << 20) {
         return Err(Error::BadDtb);
     }
     let (pa_bits, ps) = pa_range();
@@ -308,4 +310,24 @@ pub extern "C" fn armature_early_finish() -> u64 {
             e as u64
         }
     }
+}
+
+/// Maps `[va, va + size)` to `pa` in the live boot tables (used by the
+/// relocation to reach the new copy and its identity page). New entries only:
+/// nothing live is replaced, so no break-before-make is needed.
+pub fn boot_map(va: u64, pa: u64, size: u64, perm: Perm) -> Result<(), Error> {
+    let info = info();
+    let mut t = Tables::resume(pool(), info.root_pa, info.tables_used as usize);
+    let r = t.map(va, pa, size, perm);
+    publish_tables();
+    info_mut().tables_used = t.used() as u64;
+    r
+}
+
+/// Removes `[va, va + size)` from the live boot tables, with a TLB
+/// invalidation per page. Returns how many pages were mapped.
+pub fn boot_unmap(va: u64, size: u64) -> Result<u64, Error> {
+    let info = info();
+    let mut t = Tables::resume(pool(), info.root_pa, info.tables_used as usize);
+    t.unmap(va, size, tlbi_page)
 }

@@ -40,6 +40,14 @@ pub const ALIAS_VA: u64 = IMAGE_VA + RUNTIME_SPAN;
 /// Largest virtual or physical address bit used (48-bit VA, TTBR0_EL2).
 pub const VA_BITS: u32 = 48;
 
+// Build-time checks of the map (as Xen's build_assertions()): the alias is
+// clear of the runtime range, the fixmap inside it, the image window below
+// the fixmap, and everything inside the 48-bit virtual range.
+const _: () = assert!(!overlaps(ALIAS_VA, IMAGE_WINDOW, IMAGE_VA, RUNTIME_SPAN));
+const _: () = assert!(FIXMAP_DTB_VA + FIXMAP_DTB_WINDOW <= IMAGE_VA + RUNTIME_SPAN);
+const _: () = assert!(IMAGE_WINDOW <= FIXMAP_OFFSET);
+const _: () = assert!((ALIAS_VA + IMAGE_WINDOW) >> VA_BITS == 0);
+
 /// Which way the boot goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
@@ -84,11 +92,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_alias_never_overlaps_the_runtime_range_or_the_fixmap() {
-        assert!(!overlaps(ALIAS_VA, IMAGE_WINDOW, IMAGE_VA, RUNTIME_SPAN));
-        assert!(FIXMAP_DTB_VA + FIXMAP_DTB_WINDOW <= IMAGE_VA + RUNTIME_SPAN);
-        assert!(IMAGE_WINDOW <= FIXMAP_OFFSET);
-        assert!((ALIAS_VA + IMAGE_WINDOW) >> VA_BITS == 0);
-    }
 }

@@ -30,7 +30,7 @@ pub mod tables;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod aarch64;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
-pub use aarch64::info;
+pub use aarch64::{boot_map, boot_unmap, info};
 
 /// Elsewhere (host, ARMv7 for now) the early MMU code does not run.
 #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]

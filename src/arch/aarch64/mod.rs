@@ -5,6 +5,7 @@
 //! vectors there call into [`exception`].
 
 pub mod exception;
+pub mod mmu;
 
 use super::Privilege;
 use crate::dt::Conduit;
@@ -52,6 +53,19 @@ pub fn init_cpu() {
             + SCTLR_EL2::EE::Little,
     );
     barrier::isb(barrier::SY);
+}
+
+/// Physical address bits this CPU implements (ID_AA64MMFR0_EL1.PARange),
+/// capped at 48 (the 4 KiB-granule tables' limit).
+pub fn pa_bits() -> u32 {
+    match ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange) {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        _ => 48,
+    }
 }
 
 /// The generic timer's physical count.

@@ -64,7 +64,7 @@ fn expect_image(root: u64, va: u64, rodata: Attributes) {
         (L.text_end, L.rodata_end, rodata),
         (L.rodata_end, L.image_end, Attributes::DATA),
     ] {
-        for off in [start, (start + end) / 2 & !7, end - 1] {
+        for off in [start, ((start + end) / 2) & !7, end - 1] {
             expect(root, va + off, LOAD + off, attrs);
         }
     }

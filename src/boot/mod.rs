@@ -6,6 +6,9 @@
 //! hypervisor level, reads the device tree, prints the banner, and (until
 //! domains exist) powers the machine off.
 
+#[cfg(target_arch = "aarch64")]
+pub mod relocate;
+
 use crate::arch;
 use crate::cmdline::{self, OptionError};
 use crate::console::{self, pl011::Pl011};
@@ -13,6 +16,12 @@ use crate::dt::{Conduit, DeviceTree};
 use crate::platform::{self, EarlyUart};
 use crate::{logger, psci};
 use log::{error, info, warn};
+
+/// The hypervisor's copy of the device tree (compacted, see
+/// `dt::normalize_into`): firmware trees are rarely above a few tens of KiB.
+#[repr(C, align(8))]
+struct DtCopy([u8; 256 << 10]);
+static mut DT_COPY: DtCopy = DtCopy([0; 256 << 10]);
 
 /// Rust entry point of the boot CPU, called by the stub in `boot/<arch>/`.
 ///
@@ -63,12 +72,14 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
 
     // SAFETY: the boot protocol passes the DTB's physical address; with the
     // MMU off it is readable there, with it on the early code mapped it
-    // read-only at `dtb_va`. `from_addr` checks the header before reading on.
-    let dt = match unsafe { DeviceTree::from_addr(dt_addr) } {
+    // read-only at `dtb_va`. The header is checked before reading on, and
+    // DT_COPY is used only here, once, by the boot CPU.
+    let dt_copy = &raw mut DT_COPY;
+    let (dt, dtb_size) = match unsafe { DeviceTree::copy_from_addr(dt_addr, &mut (*dt_copy).0) } {
         Ok(dt) => dt,
         Err(e) => fatal(format_args!("device tree at {dtb:#x} refused: {e}")),
     };
-    info!("DTB: {} bytes, valid", dt.total_size());
+    info!("DTB: {dtb_size} bytes, valid; the hypervisor keeps a {}-byte copy", dt.total_size());
 
     let bootargs = dt.bootargs().unwrap_or("");
     info!("Command line: \"{bootargs}\"");
@@ -80,7 +91,7 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     });
     logger::set_level(opts.log_level);
 
-    match dt.memory_banks() {
+    let banks = match dt.memory_banks() {
         Ok(banks) => {
             info!("Memory: {} bank(s), {} MiB", banks.as_slice().len(), banks.total() >> 20);
             for (i, b) in banks.as_slice().iter().enumerate() {
@@ -89,8 +100,34 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
             if banks.dropped() > 0 {
                 warn!("Memory: {} more bank(s) ignored (limit {})", banks.dropped(), crate::dt::MAX_BANKS);
             }
+            banks
         }
         Err(e) => fatal(format_args!("device tree at {dtb:#x}: {e}")),
+    };
+    // Relocation and runtime tables exist on AArch64 only so far.
+    #[cfg(not(target_arch = "aarch64"))]
+    let _ = (&banks, dtb_size);
+    #[cfg(target_arch = "aarch64")]
+    if mmu_on {
+        match relocate::relocate(&dt, &early, &banks, dtb_size) {
+            Ok(r) => {
+                match r.placement.below {
+                    Some(b) => info!(
+                        "Relocated: {:#x} -> {:#x} ({} KiB) in bank {}: highest free 2 MiB slot, below {b}; runtime tables: {} pages",
+                        r.from, r.to, r.size >> 10, r.bank, r.tables
+                    ),
+                    None => info!(
+                        "Relocated: {:#x} -> {:#x} ({} KiB) in bank {}: top of the bank; runtime tables: {} pages",
+                        r.from, r.to, r.size >> 10, r.bank, r.tables
+                    ),
+                }
+                info!("Relocated: original load region {:#x}-{:#x} released", r.from, r.from + r.size - 1);
+                if r.poisoned {
+                    info!("Relocated: original load region poisoned (poison-old-image build)");
+                }
+            }
+            Err(e) => fatal(format_args!("relocation failed: {e}")),
+        }
     }
 
     match dt.stdout() {

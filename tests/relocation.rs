@@ -1,0 +1,117 @@
+//! Relocation (AArch64): the image moves from its load address to the top
+//! of RAM, below everything that must not be overwritten, and switches to
+//! the runtime tables. The `poison-old-image` build overwrites the original
+//! load region right after the move with `udf` instructions: a boot that
+//! still used anything there would crash instead of powering off.
+
+mod common;
+
+use common::{BOOT_TIMEOUT, DtbAt, assert_lines_in_order, direct_boot_image, image, machine_dtb, scratch, uboot_boot_image};
+use std::process::Command;
+use xtask::uboot::{Environment, FDT_ADDR};
+use xtask::{Arch, Expect, Qemu};
+
+const MIB: u64 = 1 << 20;
+
+/// The image (a few hundred KiB) goes to the last 2 MiB of the only bank.
+fn top_of_ram(test: &str, memory: &str, ram_end: u64, features: &[&str]) {
+    let outcome = direct_boot_image(test, Qemu::aarch64().gic(3).smp(2).memory(memory), features);
+    let dest = ram_end - 2 * MIB;
+    assert_lines_in_order(
+        &outcome,
+        &[
+            &format!("Relocated: 0x40200000 -> {dest:#x} ("),
+            "top of the bank; runtime tables: ",
+            "Relocated: original load region 0x40200000-",
+            "released",
+            "Powering off via PSCI SYSTEM_OFF",
+        ],
+    );
+    if features.contains(&"poison-old-image") {
+        assert!(outcome.log.contains("original load region poisoned"), "{}", outcome.log);
+    }
+}
+
+#[test]
+fn to_the_top_of_512m() {
+    top_of_ram("aarch64-reloc-512m", "512M", 0x6000_0000, &["poison-old-image"]);
+}
+
+#[test]
+fn to_the_top_of_1g() {
+    top_of_ram("aarch64-reloc-1g", "1G", 0x8000_0000, &[]);
+}
+
+#[test]
+fn to_the_top_of_4g_poisoned() {
+    top_of_ram("aarch64-reloc-4g", "4G", 0x1_4000_0000, &["poison-old-image"]);
+}
+
+/// With the clash layout the boot first goes through the temporary alias,
+/// then relocates: both mechanisms in one boot.
+#[test]
+fn clash_then_relocate_poisoned() {
+    top_of_ram("aarch64-reloc-clash-1g", "1G", 0x8000_0000, &["clash-test", "poison-old-image"]);
+}
+
+/// Boot modules listed in `/chosen` (the Xen binding) fill the top 16 MiB:
+/// the image must go below them, never over them.
+#[test]
+fn below_boot_modules_at_the_top_of_ram() {
+    let test = "aarch64-reloc-below-modules";
+    let img = image(Arch::Aarch64, &["poison-old-image"]);
+    let qemu = Qemu::aarch64().gic(3).smp(1).memory("1G");
+    machine_dtb(test, &qemu);
+    let dir = scratch(test);
+    let dtb = dir.join("modules.dtb");
+    let dumped = qemu.dump_dtb(&dtb).unwrap_or_else(|e| panic!("{e}"));
+    drop(dumped);
+    let fdtput = |args: &[&str]| {
+        let st = Command::new("fdtput").arg(&dtb).args(args).status().expect("running fdtput");
+        assert!(st.success(), "fdtput {args:?}");
+    };
+    fdtput(&["-t", "x", "/chosen", "#address-cells", "2"]);
+    fdtput(&["-t", "x", "/chosen", "#size-cells", "2"]);
+    for (name, base, size, kind) in
+        [("module@7f000000", 0x7f00_0000u64, 0x100_0000u64, "multiboot,kernel"), ("module@7e800000", 0x7e80_0000, 0x80_0000, "multiboot,ramdisk")]
+    {
+        let path = format!("/chosen/{name}");
+        fdtput(&["-c", &path]);
+        fdtput(&["-t", "s", &path, "compatible", kind, "multiboot,module"]);
+        let reg = [base >> 32, base & 0xffff_ffff, size >> 32, size & 0xffff_ffff].map(|v| format!("{v:x}"));
+        let mut args = vec!["-t", "x", path.as_str(), "reg"];
+        args.extend(reg.iter().map(String::as_str));
+        fdtput(&args);
+    }
+    let qemu = qemu.kernel(&img.bin).dtb(&dtb);
+    let expect = Expect::new()
+        .markers(["Relocated: 0x40200000 -> 0x7e600000 (", "below 0x00007e800000-0x00007effffff", "Powering off via PSCI SYSTEM_OFF"])
+        .failure_markers(["PANIC", "----[ Armature", "FATAL"])
+        .timeout(BOOT_TIMEOUT);
+    common::boot(test, &qemu, &expect);
+}
+
+/// Through U-Boot: `booti` moves the DTB to just below U-Boot at the top of
+/// RAM; the image must land below that DTB.
+#[test]
+fn through_uboot_below_the_moved_dtb() {
+    let outcome = uboot_boot_image(
+        "aarch64-reloc-uboot",
+        Qemu::aarch64().gic(2).smp(2).memory("1G"),
+        Environment::Fast,
+        "loglvl=info",
+        DtbAt::MovedFrom(FDT_ADDR),
+        &["poison-old-image"],
+    );
+    let dtb = outcome
+        .log
+        .lines()
+        .find_map(|l| l.split("DTB address: 0x").nth(1))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .expect("DTB address in the log");
+    let line = outcome.log.lines().find(|l| l.contains("Relocated: 0x40400000 -> ")).expect("relocation line");
+    let dest = u64::from_str_radix(line.split(" -> 0x").nth(1).unwrap().split(' ').next().unwrap(), 16).unwrap();
+    assert!(dest + 2 * MIB <= dtb || dest >= dtb + MIB, "image at {dest:#x} overlaps the DTB at {dtb:#x}\n{}", outcome.log);
+    assert_eq!(dest % (2 * MIB), 0);
+    assert!(outcome.log.contains("original load region poisoned"), "{}", outcome.log);
+}
