@@ -16,6 +16,8 @@ pub enum CrashTest {
     Undefined,
     /// Call `panic!`.
     Panic,
+    /// Allocate 1 MiB from the heap (must work), then far more than it has.
+    OutOfMemory,
 }
 
 /// Parsed options.
@@ -67,6 +69,7 @@ pub fn parse<'a>(args: &'a str, mut report: impl FnMut(OptionError<'a>)) -> Opti
                     "abort" => Some(CrashTest::DataAbort),
                     "undef" => Some(CrashTest::Undefined),
                     "panic" => Some(CrashTest::Panic),
+                    "oom" => Some(CrashTest::OutOfMemory),
                     _ => {
                         report(OptionError::BadValue { name, value: v });
                         None

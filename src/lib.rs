@@ -22,6 +22,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+extern crate alloc;
+
 #[cfg(target_os = "none")]
 pub mod arch;
 #[cfg(target_os = "none")]

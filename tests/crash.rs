@@ -126,3 +126,20 @@ fn armv7_panic() {
         &[],
     );
 }
+
+/// The heap works (1 MiB), and running out of it is a clear error naming the
+/// request and the heap, then a crash dump, never a hang.
+#[test]
+fn out_of_memory() {
+    crash(
+        "oom",
+        &[
+            "1 MiB heap allocation at 0x",
+            "worked",
+            "heap exhausted: 1073741824 bytes aligned 1 requested; heap 2048 KiB",
+            "PANIC: memory allocation of 1073741824 bytes failed",
+        ],
+        &["Panic (see the message above); registers at the panic site:", "ESR_EL2: 0x", "BRK instruction", "FAR_EL2: 0x"],
+        &[],
+    );
+}

@@ -24,6 +24,12 @@ fn top_of_ram(test: &str, memory: &str, ram_end: u64, features: &[&str]) {
             "top of the bank; runtime tables: ",
             "Relocated: original load region 0x40200000-",
             "released",
+            // The page allocator claims the image at its new place, and the
+            // original load region is free memory again.
+            &format!("frames: claimed {dest:#014x}-"),
+            "(hypervisor image)",
+            "frames: free 0x000040000000-",
+            "Heap: 2048 KiB at PA 0x",
             "Powering off via PSCI SYSTEM_OFF",
         ],
     );
@@ -85,7 +91,13 @@ fn below_boot_modules_at_the_top_of_ram() {
     }
     let qemu = qemu.kernel(&img.bin).dtb(&dtb);
     let expect = Expect::new()
-        .markers(["Relocated: 0x40200000 -> 0x7e600000 (", "below 0x00007e800000-0x00007effffff", "Powering off via PSCI SYSTEM_OFF"])
+        .markers([
+            "Relocated: 0x40200000 -> 0x7e600000 (",
+            "below 0x00007e800000-0x00007effffff",
+            "frames: claimed 0x00007e800000-0x00007effffff (boot module)",
+            "frames: claimed 0x00007f000000-0x00007fffffff (boot module)",
+            "Powering off via PSCI SYSTEM_OFF",
+        ])
         .failure_markers(["PANIC", "----[ Armature", "FATAL"])
         .timeout(BOOT_TIMEOUT);
     common::boot(test, &qemu, &expect);

@@ -7,6 +7,8 @@
 //! domains exist) powers the machine off.
 
 #[cfg(target_arch = "aarch64")]
+pub mod memory;
+#[cfg(target_arch = "aarch64")]
 pub mod relocate;
 
 use crate::arch;
@@ -124,6 +126,12 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
                 info!("Relocated: original load region {:#x}-{:#x} released", r.from, r.from + r.size - 1);
                 if r.poisoned {
                     info!("Relocated: original load region poisoned (poison-old-image build)");
+                }
+                let image = crate::dt::Region { base: r.to, size: r.size };
+                let firmware_dtb = crate::dt::Region { base: early.dtb_pa, size: dtb_size as u64 };
+                info!("Memory: page allocator (banks minus claims):");
+                if let Err(e) = memory::init(&dt, &banks, image, firmware_dtb) {
+                    fatal(format_args!("memory setup failed: {e}"));
                 }
             }
             Err(e) => fatal(format_args!("relocation failed: {e}")),

@@ -48,6 +48,12 @@ pub fn trigger(kind: crate::cmdline::CrashTest) -> ! {
         }
         CrashTest::Undefined => crate::arch::undefined_instruction(),
         CrashTest::Panic => panic!("crash test requested on the command line"),
+        CrashTest::OutOfMemory => {
+            let small: alloc::vec::Vec<u8> = alloc::vec![0x5a; 1 << 20];
+            log::warn!("crashtest: 1 MiB heap allocation at {:p} worked; now asking for 1 GiB", small.as_ptr());
+            let huge: alloc::vec::Vec<u8> = alloc::vec::Vec::with_capacity(1 << 30);
+            panic!("1 GiB heap allocation did not fail (got {:p})", huge.as_ptr());
+        }
     }
 }
 

@@ -757,11 +757,10 @@ impl<'a> FrameAllocator<'a> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dt::{ReservedRegion, Regions};
+    use crate::dt::{Regions, ReservedRegion};
     extern crate std;
     use std::string::{String, ToString};
     use std::vec::Vec;
@@ -973,7 +972,10 @@ mod tests {
         let mut top = FrameAllocator::new(&[r(u64::MAX - 0x2fff, 0x1_0000)], &[]).unwrap();
         assert_eq!(free_list(&top), vec![(0xffff_ffff_ffff_d000, 2)]);
         assert_eq!(top.alloc(2, 1), Ok(pa(0xffff_ffff_ffff_d000)));
-        assert_eq!(top.free(pa(0xffff_ffff_ffff_f000), 1), Err(FrameError::Wraps { addr: pa(0xffff_ffff_ffff_f000), pages: 1 }));
+        assert_eq!(
+            top.free(pa(0xffff_ffff_ffff_f000), 1),
+            Err(FrameError::Wraps { addr: pa(0xffff_ffff_ffff_f000), pages: 1 })
+        );
         assert_eq!(top.free(pa(0xffff_ffff_ffff_d000), 2), Ok(()));
         let c = top.claim(r(0xffff_ffff_ffff_e000, u64::MAX), "to the end");
         assert_eq!(c, Ok(1));
@@ -981,7 +983,8 @@ mod tests {
         check_invariants(&top);
 
         // Memory that is all claimed: an allocator with nothing free.
-        let mut none = FrameAllocator::new(&[r(0x4000_0000, 0x4000)], &[Claim::new(r(0x3fff_ffff, 0x4002), "all")]).unwrap();
+        let mut none =
+            FrameAllocator::new(&[r(0x4000_0000, 0x4000)], &[Claim::new(r(0x3fff_ffff, 0x4002), "all")]).unwrap();
         assert_eq!(none.free_pages(), 0);
         assert_eq!(
             none.alloc(1, 1).unwrap_err().to_string(),
@@ -1108,7 +1111,10 @@ mod tests {
              0x000040008000-0x0000400080ff (DTB); release claims with free_range"
         );
         let e = a.free(pa(0x4003_f000), 2).unwrap_err();
-        assert_eq!(e, FrameError::NotOwned { range: Frames { start: pa(0x4003_f000), pages: 2 }, outside: pa(0x4004_0000) });
+        assert_eq!(
+            e,
+            FrameError::NotOwned { range: Frames { start: pa(0x4003_f000), pages: 2 }, outside: pa(0x4004_0000) }
+        );
         assert_eq!(
             e.to_string(),
             "cannot free 0x00004003f000-0x000040040fff (2 pages): PA 0x40040000 is in no memory bank"
@@ -1201,10 +1207,7 @@ mod tests {
         let before = snapshot(&a);
         let e = a.alloc(1, 4).unwrap_err();
         assert_eq!(e, FrameError::FreeListFull { op: "allocate", range: Frames { start: pa(page(1020)), pages: 1 } });
-        assert_eq!(
-            e.to_string(),
-            "free list full (64 ranges): cannot allocate 0x0000803fc000-0x0000803fcfff (1 page)"
-        );
+        assert_eq!(e.to_string(), "free list full (64 ranges): cannot allocate 0x0000803fc000-0x0000803fcfff (1 page)");
         let e = a.claim(r(page(3), 1), "splits").unwrap_err();
         assert!(matches!(e, FrameError::FreeListFull { op: "claim", .. }));
         assert_eq!(snapshot(&a), before);
@@ -1433,7 +1436,9 @@ mod tests {
                                 outcomes[2] += 1;
                                 false
                             }
-                            (want, got) => panic!("alloc({pages}, {align}, limit {limit}): model {want:?}, got {got:?}"),
+                            (want, got) => {
+                                panic!("alloc({pages}, {align}, limit {limit}): model {want:?}, got {got:?}")
+                            }
                         }
                     }
                     // free: mostly an allocated run, sometimes anything
@@ -1459,7 +1464,9 @@ mod tests {
                         let got = a.free(pa(page_addr(start)), pages as u64);
                         let span = start..start + pages;
                         if let Some(out) = span.clone().find(|&p| !m.in_bank[p]) {
-                            assert!(matches!(got, Err(FrameError::NotOwned { outside, .. }) if outside == pa(page_addr(out))));
+                            assert!(
+                                matches!(got, Err(FrameError::NotOwned { outside, .. }) if outside == pa(page_addr(out)))
+                            );
                             outcomes[3] += 1;
                             false
                         } else if span.clone().any(|p| m.free[p]) {

@@ -7,8 +7,11 @@
 //! pure logic — no `asm!`, no system registers — so it runs unchanged on
 //! the host, where its unit tests run, and on both targets; the arch code
 //! supplies table memory and TLB/cache maintenance through traits.
+//! It also owns physical memory: the boot-time page allocator ([`frames`]) and the kernel heap ([`heap`]).
 
 pub mod addr;
+pub mod frames;
+pub mod heap;
 pub mod lpae;
 pub mod placement;
 pub mod pool;
