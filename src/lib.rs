@@ -15,6 +15,7 @@
 //! - [`dt`]: reading the firmware's flattened device tree.
 //! - [`crash`]: crash dumps (exception syndrome decoding, backtraces) and halting.
 //! - [`psci`]: calls to the firmware's PSCI implementation.
+//! - `smp`: starting the secondary CPUs from the boot plan (AArch64 so far).
 //! - [`platform`]: per-platform build-time constants (early UART).
 //! - [`mm`]: typed addresses and the LPAE translation-table library (pure logic).
 
@@ -36,6 +37,8 @@ pub mod logger;
 pub mod mm;
 pub mod platform;
 pub mod psci;
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+pub mod smp;
 
 /// The Armature version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -30,6 +30,14 @@
         .equ    FRAME_ELR,      (32 * 8)
         .equ    FRAME_ESR,      (34 * 8)
         .equ    FRAME_SIZE,     (36 * 8)
+        /* SecondaryBoot in src/arch/aarch64/smp.rs (offsets checked there). */
+        .equ    SB_TTBR,        0
+        .equ    SB_MAIR,        16
+        .equ    SB_VBAR,        32
+        .equ    SB_MPIDR,       48
+        .equ    NR_CPUS,        8
+        .equ    SB_STACK,       (SB_MPIDR + 8 * NR_CPUS)
+        .equ    SB_VALID,       (1 << 63)
         /* MmuRegs in boot/early/src/aarch64.rs: ttbr0, tcr, mair, sctlr, entry_va, image_va. */
         .equ    MMUREGS_SIZE,   (6 * 8)
 
@@ -261,6 +269,70 @@ relocate_and_switch_asm:
         br      x3                      /* switch_ttbr returns to our caller */
 
         .section .text.idmap, "ax"
+/*
+ * secondary_entry: where every secondary CPU starts, by PSCI CPU_ON or a
+ * spin-table release, at this page's physical address in the relocated
+ * image, MMU off, at EL2 (EL3 is dropped to EL2 as on the boot CPU).
+ *   In:  nothing (x0 is PSCI's context or 0; with a shared spin-table
+ *        release address several CPUs arrive at once).
+ *   Finds its logical CPU number by MPIDR in secondary_boot (written and
+ *   cleaned to the point of coherency by the boot CPU: read here with the
+ *   MMU off), turns the MMU on with the bring-up tables (this page at
+ *   itself, the hypervisor at its runtime addresses: no TTBR change with the
+ *   MMU on, ever), then enters armature_secondary_main(cpu) at its runtime
+ *   address on its own stack. A CPU that is not listed parks in wfe.
+ */
+        .global secondary_entry
+secondary_entry:
+        msr     daifset, #0xf
+        mrs     x0, CurrentEL
+        cmp     x0, #(3 << 2)
+        b.ne    1f
+        bl      el3_to_el2
+1:      mrs     x19, mpidr_el1
+        and     x19, x19, #0xffffff     /* Aff2..Aff0 */
+        mrs     x0, mpidr_el1
+        and     x0, x0, #(0xff << 32)   /* Aff3 */
+        orr     x19, x19, x0
+        orr     x19, x19, #SB_VALID
+        adr_l   x20, secondary_boot
+        mov     x21, #0
+2:      cmp     x21, #NR_CPUS
+        b.hs    secondary_park
+        add     x2, x20, #SB_MPIDR
+        ldr     x3, [x2, x21, lsl #3]
+        cmp     x3, x19
+        b.eq    3f
+        add     x21, x21, #1
+        b       2b
+3:      add     x2, x20, #SB_STACK
+        ldr     x22, [x2, x21, lsl #3]  /* stack top (runtime VA) */
+        ldp     x0, x1, [x20, #SB_TTBR] /* TTBR0_EL2 (bring-up), TCR_EL2 */
+        ldp     x2, x3, [x20, #SB_MAIR] /* MAIR_EL2, SCTLR_EL2 */
+        ldp     x23, x24, [x20, #SB_VBAR] /* VBAR_EL2, entry (runtime VAs) */
+        tlbi    alle2
+        dsb     nsh
+        isb
+        msr     mair_el2, x2
+        msr     tcr_el2, x1
+        msr     ttbr0_el2, x0
+        isb
+        msr     sctlr_el2, x3
+        isb
+        ic      iallu
+        dsb     nsh
+        isb
+        msr     vbar_el2, x23
+        isb
+        mov     sp, x22
+        mov     x29, xzr
+        mov     x30, xzr
+        mov     x0, x21
+        br      x24
+secondary_park:
+        wfe
+        b       secondary_park
+
 /*
  * switch_ttbr: the only place TTBR0_EL2 changes after boot, with the MMU off.
  *   In:  x2 = new TTBR0_EL2, lr = return address (valid in the new tables).

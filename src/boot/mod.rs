@@ -110,7 +110,9 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     #[cfg(not(target_arch = "aarch64"))]
     let _ = (&banks, dtb_size);
     #[cfg(target_arch = "aarch64")]
-    if mmu_on {
+    let relocated = if !mmu_on {
+        None
+    } else {
         match relocate::relocate(&dt, &early, &banks, dtb_size) {
             Ok(r) => {
                 match r.placement.below {
@@ -133,10 +135,11 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
                 if let Err(e) = memory::init(&dt, &banks, image, firmware_dtb) {
                     fatal(format_args!("memory setup failed: {e}"));
                 }
+                Some(r)
             }
             Err(e) => fatal(format_args!("relocation failed: {e}")),
         }
-    }
+    };
 
     match dt.stdout() {
         Ok(out) => {
@@ -172,6 +175,19 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
             crate::crash::trigger(kind);
         } else {
             warn!("crashtest= ignored: this image was built without the crashtest feature");
+        }
+    }
+
+    // Secondary CPUs, straight into the relocated image.
+    #[cfg(target_arch = "aarch64")]
+    if let Some(r) = relocated {
+        match (dt.cpus(), dt.psci()) {
+            (Ok(cpus), Ok(psci)) => {
+                crate::smp::bring_up(&cpus, psci.as_ref(), r.secondary_entry, r.bringup_root, |pa| {
+                    (relocate::DIRECTMAP_VA + pa) as usize
+                });
+            }
+            (Err(e), _) | (_, Err(e)) => warn!("CPUs: cannot start secondaries: {e}"),
         }
     }
 

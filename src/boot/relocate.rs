@@ -37,6 +37,13 @@ struct Pool([[u64; 512]; POOL_PAGES]);
 
 static mut RUNTIME_POOL: Pool = Pool([[0; 512]; POOL_PAGES]);
 
+/// Table pages for the bring-up tables (a root plus the path to the
+/// identity page).
+const BRINGUP_PAGES: usize = 8;
+static mut BRINGUP_POOL: Pool8 = Pool8([[0; 512]; BRINGUP_PAGES]);
+#[repr(C, align(4096))]
+struct Pool8([[u64; 512]; BRINGUP_PAGES]);
+
 /// The hypervisor's runtime stage-1 tables.
 pub type RuntimeTables = PageTable<El2, TablePool, El2Maintenance>;
 
@@ -60,6 +67,10 @@ pub struct Relocated {
     pub tables: usize,
     /// Whether the old copy was overwritten (the `poison-old-image` build).
     pub poisoned: bool,
+    /// Root of the bring-up tables for secondary CPUs.
+    pub bringup_root: u64,
+    /// Physical address of `secondary_entry` in the copy.
+    pub secondary_entry: u64,
 }
 
 /// Why the image could not move. (Boot-time, one per boot: its size does
@@ -77,6 +88,8 @@ pub enum RelocError {
     Create(CreateError),
     /// Editing the boot tables failed (an `armature_early::Error`).
     BootTables(armature_early::Error),
+    /// Making the bring-up tables failed.
+    Bringup(crate::mm::bringup::BringupError),
     /// Too many regions to avoid.
     TooManyRegions,
 }
@@ -89,6 +102,7 @@ impl fmt::Display for RelocError {
             RelocError::Map(e) => write!(f, "runtime tables: {e}"),
             RelocError::Create(e) => write!(f, "runtime tables: {e:?}"),
             RelocError::BootTables(e) => write!(f, "boot tables: {e:?}"),
+            RelocError::Bringup(e) => write!(f, "bring-up tables: {e}"),
             RelocError::TooManyRegions => write!(f, "more than {} regions to keep clear", AVOID_MAX),
         }
     }
@@ -209,7 +223,28 @@ pub fn relocate(dt: &DeviceTree<'_>, early: &EarlyInfo, banks: &Regions, dtb_siz
     let pt = guard.as_mut().expect("runtime tables stored before the switch");
     pt.maintenance_mut().set_live();
     pt.unmap(VirtAddr::new(dest_idmap), PAGE)?;
+    // Bring-up tables for secondary CPUs: the runtime tables' root entries
+    // (sharing everything below) plus the identity page, which holds
+    // `secondary_entry`. Kept for CPU hotplug.
+    let image_start = arch::image_bounds().0;
+    let bpool_va = (&raw mut BRINGUP_POOL) as usize;
+    // SAFETY: a page-aligned static of the image, used only for these tables.
+    let mut bpool = unsafe { TablePool::new(bpool_va, PhysAddr::new(dest + (bpool_va - image_start) as u64), BRINGUP_PAGES) };
+    let bringup_root = crate::mm::bringup::graft_identity::<El2>(
+        pt.allocator(),
+        pt.root(),
+        &mut bpool,
+        Geometry::AARCH64_EL2_48,
+        dest_idmap,
+        Attributes::CODE,
+    )
+    .map_err(RelocError::Bringup)?;
     drop(guard);
+    // The bring-up tables are read by CPUs whose MMU (and so cache) is off
+    // while they switch it on: the walker is coherent once it is on, and the
+    // pool is written here through the cache, so clean it to be safe.
+    arch::clean_dcache_range(bpool_va, BRINGUP_PAGES * PAGE_SIZE as usize);
+    let secondary_entry = dest + (arch::smp::secondary_entry_va() - image_start) as u64;
 
     let poisoned = cfg!(feature = "poison-old-image");
     if poisoned {
@@ -223,5 +258,15 @@ pub fn relocate(dt: &DeviceTree<'_>, early: &EarlyInfo, banks: &Regions, dtb_siz
         }
     }
     let bank = banks.as_slice()[p.bank];
-    Ok(Relocated { from: load, to: dest, size, bank, placement: p, tables, poisoned })
+    Ok(Relocated {
+        from: load,
+        to: dest,
+        size,
+        bank,
+        placement: p,
+        tables,
+        poisoned,
+        bringup_root: bringup_root.as_u64(),
+        secondary_entry,
+    })
 }

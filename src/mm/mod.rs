@@ -10,6 +10,7 @@
 //! It also owns physical memory: the boot-time page allocator ([`frames`]) and the kernel heap ([`heap`]).
 
 pub mod addr;
+pub mod bringup;
 pub mod frames;
 pub mod heap;
 pub mod lpae;

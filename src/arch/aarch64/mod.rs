@@ -6,6 +6,9 @@
 
 pub mod exception;
 pub mod mmu;
+pub mod smp;
+
+pub use smp::clean_to_poc as clean_dcache_range;
 
 use super::Privilege;
 use crate::dt::Conduit;
