@@ -101,18 +101,19 @@ pub fn bring_up(
         let how = match node.boot {
             CpuBoot::Psci => {
                 let Some(p) = psci else {
-                    warn!("CPU {cpu} (MPIDR {target:#x}): enable-method psci, but there is no /psci node");
+                    warn!("CPU {cpu} ({}, MPIDR {target:#x}): enable-method psci, but there is no /psci node", node.name);
                     continue;
                 };
                 let Some(fid) = p.function_id(PsciFunction::CpuOn, true) else {
-                    warn!("CPU {cpu} (MPIDR {target:#x}): the /psci node gives no CPU_ON function ID");
+                    warn!("CPU {cpu} ({}, MPIDR {target:#x}): the /psci node gives no CPU_ON function ID", node.name);
                     continue;
                 };
                 METHOD[cpu].store(1, Ordering::Release);
                 let ret = crate::arch::firmware_call(p.conduit, fid, target, entry_pa, cpu as u64) as i32;
                 if let Err(e) = PsciError::from_return(ret) {
                     warn!(
-                        "CPU {cpu} (MPIDR {target:#x}): PSCI CPU_ON via {} failed: {} ({ret})",
+                        "CPU {cpu} ({}, MPIDR {target:#x}): PSCI CPU_ON via {} failed: {} ({ret})",
+                        node.name,
                         conduit_name(p.conduit),
                         e.name()
                     );
@@ -128,12 +129,15 @@ pub fn bring_up(
                 "spin-table"
             }
             other => {
-                warn!("CPU {cpu} (MPIDR {target:#x}): cannot start it: {other:?}");
+                warn!("CPU {cpu} ({}, MPIDR {target:#x}): cannot start it: {other:?}", node.name);
                 continue;
             }
         };
         if !wait_online(cpu) {
-            warn!("CPU {cpu} (MPIDR {target:#x}) did not come online within {CHECK_IN_TIMEOUT_MS} ms (via {how})");
+            warn!(
+                "CPU {cpu} ({}, MPIDR {target:#x}) did not come online within {CHECK_IN_TIMEOUT_MS} ms (via {how})",
+                node.name
+            );
         }
     }
     let mask = online_mask();

@@ -7,7 +7,6 @@
 mod common;
 
 use common::{BOOT_TIMEOUT, DtbAt, assert_lines_in_order, direct_boot_image, image, machine_dtb, scratch, uboot_boot_image};
-use std::process::Command;
 use xtask::uboot::{Environment, FDT_ADDR};
 use xtask::{Arch, Expect, Qemu};
 
@@ -72,10 +71,7 @@ fn below_boot_modules_at_the_top_of_ram() {
     let dtb = dir.join("modules.dtb");
     let dumped = qemu.dump_dtb(&dtb).unwrap_or_else(|e| panic!("{e}"));
     drop(dumped);
-    let fdtput = |args: &[&str]| {
-        let st = Command::new("fdtput").arg(&dtb).args(args).status().expect("running fdtput");
-        assert!(st.success(), "fdtput {args:?}");
-    };
+    let fdtput = |args: &[&str]| common::fdtput(&dtb, args);
     fdtput(&["-t", "x", "/chosen", "#address-cells", "2"]);
     fdtput(&["-t", "x", "/chosen", "#size-cells", "2"]);
     for (name, base, size, kind) in

@@ -279,3 +279,9 @@ pub fn uboot_boot_image(
     banner.check_values(&outcome);
     outcome
 }
+
+/// Edits a device tree blob in place with `fdtput` (device-tree-compiler).
+pub fn fdtput(dtb: &std::path::Path, args: &[&str]) {
+    let st = std::process::Command::new("fdtput").arg(dtb).args(args).status().expect("running fdtput");
+    assert!(st.success(), "fdtput {} {args:?} failed", dtb.display());
+}
