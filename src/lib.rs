@@ -10,6 +10,7 @@
 //!   architecture (`aarch64`, `armv7`). Nothing outside it uses `asm!`.
 //! - [`boot`]: the architecture-independent boot flow of the boot CPU.
 //! - [`console`]: UART drivers and the console the log writes to.
+//! - [`cpu`]: this CPU's logical number and the online mask.
 //! - [`logger`]: the `log` crate backend and log levels.
 //! - [`cmdline`]: the hypervisor's command-line options.
 //! - [`dt`]: reading the firmware's flattened device tree.
@@ -31,6 +32,7 @@ pub mod arch;
 pub mod boot;
 pub mod cmdline;
 pub mod console;
+pub mod cpu;
 pub mod crash;
 pub mod dt;
 pub mod logger;

@@ -15,8 +15,6 @@ use crate::psci::PsciError;
 use core::sync::atomic::{AtomicU64, Ordering};
 use log::{info, warn};
 
-/// Logical CPUs online, one bit each (bit 0: the boot CPU).
-static ONLINE: AtomicU64 = AtomicU64::new(1);
 /// How each logical CPU was started: 0 boot CPU, 1 PSCI, 2 spin-table.
 static METHOD: [AtomicU64; crate::arch::smp::NR_CPUS] = [const { AtomicU64::new(0) }; crate::arch::smp::NR_CPUS];
 /// MPIDR of each logical CPU.
@@ -25,10 +23,7 @@ static MPIDR: [AtomicU64; crate::arch::smp::NR_CPUS] = [const { AtomicU64::new(0
 /// How long a started CPU has to check in.
 pub const CHECK_IN_TIMEOUT_MS: u64 = 1000;
 
-/// The online mask.
-pub fn online_mask() -> u64 {
-    ONLINE.load(Ordering::Acquire)
-}
+use crate::cpu::{online_mask, set_online};
 
 fn method_name(m: u64) -> &'static str {
     match m {
@@ -41,11 +36,16 @@ fn method_name(m: u64) -> &'static str {
 /// Where a secondary CPU arrives once `secondary_entry` has turned its MMU on.
 #[unsafe(no_mangle)]
 extern "C" fn armature_secondary_main(cpu: usize) -> ! {
-    crate::arch::init_cpu();
+    crate::arch::init_cpu(cpu);
     let method = METHOD.get(cpu).map_or(0, |m| m.load(Ordering::Acquire));
     info!("CPU {cpu} (MPIDR {:#x}) online via {}", crate::arch::smp::mpidr(), method_name(method));
-    ONLINE.fetch_or(1 << cpu, Ordering::AcqRel);
+    set_online(cpu);
+    // Idle until there is work (domains come later); stop for good when
+    // another CPU crashes (it sends an event after claiming the report).
     loop {
+        if crate::crash::in_progress() {
+            crate::arch::halt();
+        }
         crate::arch::smp::wait();
     }
 }

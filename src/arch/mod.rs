@@ -5,7 +5,9 @@
 //! Each architecture module provides the same interface:
 //! - `NAME`: the architecture's name for the log;
 //! - `privilege()`: the privilege level the CPU is running at now;
-//! - `init_cpu()`: the boot CPU's baseline hypervisor register state;
+//! - `init_cpu(cpu)`: a CPU's baseline hypervisor register state, and its
+//!   logical number (read back by `cpu_number()`);
+//! - `wake_all()`: send an event to every CPU (a crash uses it to stop them);
 //! - `counter()`, `counter_frequency()`: the generic timer's physical count;
 //! - `firmware_call()`: an SMC Calling Convention call over `smc` or `hvc`;
 //! - `halt()`: stop this CPU for good;

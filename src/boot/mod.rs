@@ -54,7 +54,7 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
         console::write_str("\nArmature: halted.\n");
         arch::halt();
     }
-    arch::init_cpu();
+    arch::init_cpu(0);
     logger::init(log::LevelFilter::Info);
 
     let (img_start, img_end) = arch::image_bounds();
@@ -169,15 +169,6 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
         Err(e) => warn!("PSCI: PSCI_VERSION failed: {}", e.name()),
     }
 
-    if let Some(kind) = opts.crash_test {
-        if cfg!(feature = "crashtest") {
-            warn!("crashtest: faulting on purpose ({kind:?})");
-            crate::crash::trigger(kind);
-        } else {
-            warn!("crashtest= ignored: this image was built without the crashtest feature");
-        }
-    }
-
     // Secondary CPUs, straight into the relocated image.
     #[cfg(target_arch = "aarch64")]
     if let Some(r) = relocated {
@@ -188,6 +179,15 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
                 });
             }
             (Err(e), _) | (_, Err(e)) => warn!("CPUs: cannot start secondaries: {e}"),
+        }
+    }
+
+    if let Some(kind) = opts.crash_test {
+        if cfg!(feature = "crashtest") {
+            warn!("crashtest: faulting on purpose ({kind:?})");
+            crate::crash::trigger(kind);
+        } else {
+            warn!("crashtest= ignored: this image was built without the crashtest feature");
         }
     }
 

@@ -19,7 +19,11 @@ static CRASHING: AtomicBool = AtomicBool::new(false);
 /// Claims the crash report. Returns `false` if another crash is already being
 /// reported, in which case the caller must stop without printing a full dump.
 pub fn begin() -> bool {
-    !CRASHING.swap(true, Ordering::AcqRel)
+    let first = !CRASHING.swap(true, Ordering::AcqRel);
+    // Idle CPUs wait in `wfe` and stop when they see a crash in progress.
+    #[cfg(target_os = "none")]
+    crate::arch::wake_all();
+    first
 }
 
 /// Whether a crash is being reported.

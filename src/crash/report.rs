@@ -32,7 +32,7 @@ impl Image {
 
 /// The first line of every dump.
 pub fn header(w: &mut impl Write, arch: &str) -> fmt::Result {
-    writeln!(w, "\n----[ Armature {} {} crash on CPU0 ]----", crate::VERSION, arch)
+    writeln!(w, "\n----[ Armature {} {} crash on CPU{} ]----", crate::VERSION, arch, crate::cpu::this_cpu())
 }
 
 /// The line after the header: what happened.
@@ -157,7 +157,7 @@ pub fn backtrace(
 /// The last lines of every dump.
 pub fn footer(w: &mut impl Write) -> fmt::Result {
     writeln!(w, "----[ end of crash dump ]----")?;
-    writeln!(w, "System halted: all CPUs stopped (CPU0 was the only one online).")
+    writeln!(w, "System halted: all CPUs stopped (online mask {:#x}).", crate::cpu::online_mask())
 }
 
 /// A small fixed-size line buffer, so a register row is written in one go.
@@ -221,7 +221,7 @@ mod tests {
              ELR_EL2: 0x0000000040201234 (armature+0x1234)\n\
              ELR_EL2: 0x0000000000001234\n\
              ----[ end of crash dump ]----\n\
-             System halted: all CPUs stopped (CPU0 was the only one online).\n",
+             System halted: all CPUs stopped (online mask 0x1).\n",
             crate::VERSION
         );
         assert_eq!(s, want);

@@ -45,17 +45,40 @@ pub fn entry_level_name(level: usize) -> &'static str {
     }
 }
 
-/// Baseline EL2 state for the boot CPU: I-cache on, SP alignment checking
-/// on, alignment checking off, little-endian. The MMU and D-cache bits are
-/// left as the boot stub set them (on, with the boot tables, at EL2).
-pub fn init_cpu() {
+/// Baseline EL2 state of a CPU, and its logical number `cpu`:
+/// - SCTLR_EL2: I-cache on, SP alignment checking on, alignment checking
+///   off, little-endian; the MMU and D-cache bits are left as the boot stub
+///   (or `secondary_entry`) set them;
+/// - HCR_EL2: only RW (a lower EL is AArch64); no guest traps until domains;
+/// - CPTR_EL2: nothing trapped (RES1 bits only): guests own FP/SIMD, which
+///   the hypervisor itself never touches (softfloat target);
+/// - MDCR_EL2: HPMN = PMCR_EL0.N (all counters to EL1/EL0), no debug traps;
+/// - TPIDR_EL2: the logical CPU number.
+pub fn init_cpu(cpu: usize) {
     SCTLR_EL2.modify(
-        SCTLR_EL2::A::Disable
-            + SCTLR_EL2::SA::Enable
-            + SCTLR_EL2::I::Cacheable
-            + SCTLR_EL2::EE::Little,
+        SCTLR_EL2::A::Disable + SCTLR_EL2::SA::Enable + SCTLR_EL2::I::Cacheable + SCTLR_EL2::EE::Little,
     );
+    HCR_EL2.write(HCR_EL2::RW::EL1IsAarch64);
+    // CPTR_EL2 (E2H = 0): bits 13:12 and 9:0 are RES1; TFP (10), TTA (20),
+    // TAM (30), TCPAC (31) clear. aarch64-cpu only names TAM.
+    const CPTR_EL2_RES1: u64 = 0x33ff;
+    CPTR_EL2.set(CPTR_EL2_RES1);
+    let pmcr: u64;
+    // SAFETY: reads PMCR_EL0 (accessible at EL2).
+    unsafe { asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack, preserves_flags)) };
+    MDCR_EL2.write(MDCR_EL2::HPMN.val((pmcr >> 11) & 0x1f));
+    TPIDR_EL2.set(cpu as u64);
     barrier::isb(barrier::SY);
+}
+
+/// The logical number `init_cpu` gave this CPU.
+pub fn cpu_number() -> usize {
+    TPIDR_EL2.get() as usize
+}
+
+/// Sends an event to every CPU (they wait in `wfe` when idle).
+pub fn wake_all() {
+    aarch64_cpu::asm::sev();
 }
 
 /// Physical address bits this CPU implements (ID_AA64MMFR0_EL1.PARange),

@@ -82,7 +82,8 @@ pub fn entry_level_name(level: usize) -> &'static str {
 /// exceptions taken in A32 state and little-endian (the stub already made
 /// sure of the last two before installing the vectors). Interrupts stay
 /// masked (the stub masked them).
-pub fn init_cpu() {
+pub fn init_cpu(cpu: usize) {
+    CPU_NUMBER.store(cpu, core::sync::atomic::Ordering::Relaxed);
     Hsctlr::modify(|r| {
         r.set_m(false);
         r.set_c(false);
@@ -92,6 +93,20 @@ pub fn init_cpu() {
         r.set_ee(false);
     });
     aarch32_cpu::asm::isb();
+}
+
+// Secondary CPUs are not started on ARMv7 yet: one number is enough.
+static CPU_NUMBER: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// The logical number `init_cpu` gave this CPU.
+pub fn cpu_number() -> usize {
+    CPU_NUMBER.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sends an event to every CPU.
+pub fn wake_all() {
+    // SAFETY: `sev` only signals an event.
+    unsafe { core::arch::asm!("sev", options(nomem, nostack, preserves_flags)) };
 }
 
 /// The generic timer's physical count (CNTPCT).
