@@ -94,6 +94,16 @@ pub fn bring_up(
         }
     }
     prepare(bringup_root, &ids);
+    // Record every CPU's method before releasing any: with a shared
+    // spin-table address, the first release starts all the CPUs waiting on it.
+    for (cpu, m) in ids.iter().enumerate().skip(1) {
+        let method = match cpus.as_slice().iter().find(|c| c.mpidr.is_some() && c.mpidr == *m).map(|c| c.boot) {
+            Some(CpuBoot::Psci) => 1,
+            Some(CpuBoot::SpinTable { .. }) => 2,
+            _ => 0,
+        };
+        METHOD[cpu].store(method, Ordering::Release);
+    }
 
     for (cpu, mpidr_of) in ids.iter().enumerate().skip(1) {
         let Some(target) = *mpidr_of else { continue };
@@ -108,7 +118,6 @@ pub fn bring_up(
                     warn!("CPU {cpu} ({}, MPIDR {target:#x}): the /psci node gives no CPU_ON function ID", node.name);
                     continue;
                 };
-                METHOD[cpu].store(1, Ordering::Release);
                 let ret = crate::arch::firmware_call(p.conduit, fid, target, entry_pa, cpu as u64) as i32;
                 if let Err(e) = PsciError::from_return(ret) {
                     warn!(
@@ -122,7 +131,6 @@ pub fn bring_up(
                 "psci"
             }
             CpuBoot::SpinTable { release_addr } => {
-                METHOD[cpu].store(2, Ordering::Release);
                 // SAFETY: the release address is RAM (checked by the DT code
                 // to be a physical address); `phys_to_va` maps it read/write.
                 unsafe { spin_table_release(phys_to_va(release_addr), entry_pa) };

@@ -274,9 +274,11 @@ fn read_cpu<'a>(at: &Located<'_, 'a>, ac: usize) -> Cpu<'a> {
             Some("psci") => CpuBoot::Psci,
             Some("spin-table") => match at.prop("cpu-release-addr") {
                 None => broken("cpu-release-addr", Problem::Missing),
-                Some(a) if a.len() == 4 || a.len() == 8 => {
-                    CpuBoot::SpinTable { release_addr: walk::read_cells(a, a.len() / 4) }
-                }
+                Some(a) if a.len() == 4 || a.len() == 8 => match walk::read_cells(a, a.len() / 4) {
+                    // The release address is a 64-bit slot the firmware polls.
+                    addr if addr.is_multiple_of(8) => CpuBoot::SpinTable { release_addr: addr },
+                    addr => broken("cpu-release-addr", Problem::Misaligned { addr, align: 8 }),
+                },
                 Some(a) => broken("cpu-release-addr", Problem::NotOneOrTwoCells { len: a.len() }),
             },
             Some(other) => CpuBoot::Unknown(other),

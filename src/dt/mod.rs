@@ -168,11 +168,19 @@ pub enum Problem {
     },
     /// The path or alias does not lead to a node.
     NoSuchNode,
+    /// An address that must be aligned to this many bytes is not.
+    Misaligned {
+        /// The address.
+        addr: u64,
+        /// The required alignment.
+        align: u64,
+    },
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            Problem::Misaligned { addr, align } => write!(f, "address {addr:#x} is not {align}-byte aligned"),
             Problem::Missing => write!(f, "is missing"),
             Problem::Length { len, expected } => write!(f, "is {len} bytes long, expected {expected}"),
             Problem::NotOneOrTwoCells { len } => write!(f, "is {len} bytes long, expected 4 or 8 (one or two cells)"),

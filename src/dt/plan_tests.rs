@@ -991,3 +991,35 @@ fn every_corruption_of_the_plan_trees_never_panics() {
         }
     }
 }
+
+/// A spin-table release address must be a 64-bit slot: the AEMv8 tree with
+/// its shared `cpu-release-addr` moved to 0x8000fffc is refused per CPU,
+/// naming the property, instead of reaching the bring-up code.
+#[test]
+fn misaligned_release_address_is_a_broken_cpu() {
+    let needle = [0u8, 0, 0, 0, 0x80, 0x00, 0xff, 0xf8];
+    let mut blob = AEMV8.to_vec();
+    let mut patched = 0;
+    let mut i = 0;
+    while i + 8 <= blob.len() {
+        if blob[i..i + 8] == needle {
+            blob[i + 7] = 0xfc;
+            patched += 1;
+        }
+        i += 4;
+    }
+    assert_eq!(patched, 4, "one cpu-release-addr per AEMv8 CPU");
+    let dt = DeviceTree::new(&blob).unwrap();
+    let cpus = dt.cpus().unwrap();
+    for c in cpus.as_slice() {
+        assert_eq!(
+            c.boot,
+            CpuBoot::Broken(CpuIssue {
+                prop: "cpu-release-addr",
+                problem: Problem::Misaligned { addr: 0x8000_fffc, align: 8 }
+            }),
+            "{}",
+            c.name
+        );
+    }
+}

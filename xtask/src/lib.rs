@@ -21,12 +21,16 @@
 //! - [`disk`]: MBR + FAT disk images;
 //! - [`fdt`]: a small device tree reader, so tests can derive what Armature
 //!   should print from the DTB QEMU really generates;
+//! - [`firmware`]: the spin-table test firmware (`tests/firmware/spintable/`,
+//!   EL3, `secure=on`): building it, its device tree and QEMU configuration,
+//!   so Armature's spin-table CPU bring-up runs on QEMU;
 //! - [`paths`]: where everything lives, and atomic file output.
 
 pub mod build;
 pub mod disk;
 pub mod early_check;
 pub mod fdt;
+pub mod firmware;
 pub mod image;
 pub mod paths;
 pub mod qemu;

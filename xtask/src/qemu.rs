@@ -37,6 +37,7 @@ pub struct Qemu {
     arch: Arch,
     gic: u8,
     virtualization: bool,
+    secure: bool,
     smp: u32,
     memory: String,
     cpu: String,
@@ -62,6 +63,7 @@ impl Qemu {
             arch,
             gic,
             virtualization: true,
+            secure: false,
             smp,
             memory: "1G".into(),
             cpu: cpu.into(),
@@ -95,6 +97,15 @@ impl Qemu {
     /// Virtualization extensions on (enter at EL2/HYP) or off (EL1/SVC).
     pub fn virtualization(mut self, on: bool) -> Self {
         self.virtualization = on;
+        self
+    }
+
+    /// The security extensions on (`secure=on`: EL3 exists, and with
+    /// firmware (`-bios`) QEMU neither emulates PSCI nor holds the
+    /// secondaries: every CPU starts at EL3 at the reset vector; see
+    /// [`crate::firmware`]) or off (the default: entry at EL2/HYP).
+    pub fn secure(mut self, on: bool) -> Self {
+        self.secure = on;
         self
     }
 
@@ -184,9 +195,10 @@ impl Qemu {
     /// The `-M` value.
     pub fn machine(&self) -> String {
         let mut m = format!(
-            "virt,gic-version={},virtualization={},dtb-randomness=off",
+            "virt,gic-version={},virtualization={}{},dtb-randomness=off",
             self.gic,
-            if self.virtualization { "on" } else { "off" }
+            if self.virtualization { "on" } else { "off" },
+            if self.secure { ",secure=on" } else { "" }
         );
         if self.arch == Arch::Armv7 {
             m.push_str(",highmem=off");
@@ -337,6 +349,14 @@ mod tests {
             ),
             "{line}"
         );
+    }
+
+    #[test]
+    fn secure_adds_secure_on_to_the_machine() {
+        let q = Qemu::aarch64().secure(true);
+        assert_eq!(q.machine(), "virt,gic-version=3,virtualization=on,secure=on,dtb-randomness=off");
+        assert_eq!(q.clone().secure(false).machine(), Qemu::aarch64().machine());
+        assert!(q.command_line().contains("-M virt,gic-version=3,virtualization=on,secure=on,dtb-randomness=off "));
     }
 
     #[test]

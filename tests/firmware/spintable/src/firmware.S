@@ -60,6 +60,7 @@
 
         .equ    CURRENT_EL3,    (3 << 2)
         .equ    MPIDR_AFF_LO,   0xffffff        /* Aff2:Aff1:Aff0 */
+        .equ    MPIDR_AFF,      0xff00ffffff    /* Aff3 and Aff2:Aff1:Aff0 */
 
         /* SCR_EL3: NS (lower ELs non-secure), RES1 bits 5:4, HCE (HVC
          * enabled), RW (EL2 is AArch64). SMD = 0: SMC enabled. IRQ, FIQ, EA
@@ -464,16 +465,32 @@ psci_system_off:
  * el3_unexpected: an exception the firmware does not handle. Prints the
  * vector offset and the EL3 syndrome registers, exits with status 1.
  * In: x28 = vector table entry index. Never returns. Uses anything.
- * An exception on the `hlt` of sh_exit means semihosting is off (the HLT
- * is then undefined): say so and park instead of looping.
+ * Two exceptions at EL3 must not loop: one on the `hlt` of sh_exit means
+ * semihosting is off (the HLT is then undefined): say so and park; one in
+ * the console code means the UART is unusable: exit without a word.
  */
 el3_unexpected:
         mrs     x2, elr_el3
+        mrs     x3, spsr_el3
+        ubfx    x3, x3, #2, #2          /* SPSR_EL3.M[3:2]: the EL it came from */
+        cmp     x3, #3
+        b.ne    1f
         adr     x3, sh_exit_hlt
         cmp     x2, x3
         b.eq    no_semihosting
+        adr     x3, console_code
+        cmp     x2, x3
+        b.lo    1f
+        adr     x3, console_code_end
+        cmp     x2, x3
+        b.hs    1f
+        mov     x0, #1
+        b       sh_exit
+1:
         PUTS    msg_fatal
         mrs     x20, mpidr_el1
+        ldr     x0, =MPIDR_AFF
+        and     x20, x20, x0
         PUTHEX  x20
         PUTS    msg_unexpected
         lsl     x20, x28, #7
@@ -497,6 +514,8 @@ el3_unexpected:
 no_semihosting:
         PUTS    msg_fatal
         mrs     x20, mpidr_el1
+        ldr     x0, =MPIDR_AFF
+        and     x20, x20, x0
         PUTHEX  x20
         PUTS    msg_no_semihosting
         b       park
@@ -535,7 +554,7 @@ gic_timeout:
         b       fatal
 
 /*
- * fatal: "spin-table firmware: FATAL on CPU <mpidr>: <message>", then exit.
+ * fatal: "spin-table firmware: FATAL on CPU MPIDR <affinity>: <message>", then exit.
  * In: x0 = message (NUL-terminated), x1 = exit status. Never returns.
  * Uses x0-x5, x20, x26, x27, x30.
  */
@@ -544,6 +563,8 @@ fatal:
         mov     x27, x1
         PUTS    msg_fatal
         mrs     x20, mpidr_el1
+        ldr     x0, =MPIDR_AFF
+        and     x20, x20, x0
         PUTHEX  x20
         PUTS    msg_colon
         mov     x0, x26
@@ -574,6 +595,8 @@ park:
         b       1b
 
 /* ---- console ------------------------------------------------------------- */
+
+console_code:                           /* el3_unexpected: faults in here are not reported */
 
 /*
  * puts: writes a NUL-terminated string to the PL011 at fw_config.uart
@@ -624,6 +647,7 @@ puthex:
         subs    x5, x5, #4
         b.ge    2b
 4:      ret
+console_code_end:
 
         .ltorg
 
@@ -650,7 +674,7 @@ msg_newline:
 msg_colon:
         .asciz  ": "
 msg_fatal:
-        .asciz  "\nspin-table firmware: FATAL on CPU "
+        .asciz  "\nspin-table firmware: FATAL on CPU MPIDR "
 msg_unexpected:
         .asciz  ": unexpected exception at EL3, vector offset "
 msg_esr:
