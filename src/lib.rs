@@ -13,12 +13,18 @@
 //! - [`cpu`]: this CPU's logical number and the online mask.
 //! - [`logger`]: the `log` crate backend and log levels.
 //! - [`cmdline`]: the hypervisor's command-line options.
+//! - `domain`: guests: stage-2 memory, vCPUs, trap handling (AArch64 so far).
 //! - [`dt`]: reading the firmware's flattened device tree.
 //! - [`crash`]: crash dumps (exception syndrome decoding, backtraces) and halting.
 //! - [`psci`]: calls to the firmware's PSCI implementation.
 //! - `smp`: starting the secondary CPUs from the boot plan (AArch64 so far).
 //! - [`platform`]: per-platform build-time constants (early UART).
 //! - [`mm`]: typed addresses and the LPAE translation-table library (pure logic).
+//! - [`vgic`]: the virtual GIC model: per-domain interrupt state, emulated
+//!   GICv2/GICv3 distributor and redistributors, list-register selection (pure logic).
+//! - [`vpsci`]: guest-facing SMCCC and PSCI 1.1, and the vCPU power states.
+//! - [`mmio`]: decoding a guest's trapped MMIO access and dispatching it to an
+//!   emulated device.
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -34,6 +40,8 @@ pub mod cmdline;
 pub mod console;
 pub mod cpu;
 pub mod crash;
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+pub mod domain;
 pub mod dt;
 pub mod logger;
 pub mod mm;
@@ -41,6 +49,8 @@ pub mod platform;
 pub mod psci;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 pub mod smp;
+pub mod vgic;
+pub mod vpsci;
 
 /// The Armature version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

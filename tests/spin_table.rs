@@ -2,13 +2,23 @@
 //! (`tests/firmware/spintable/`, harness in `xtask::firmware`).
 //!
 //! QEMU virt with `secure=on` and `-bios` starts every CPU at EL3 in the
-//! firmware. The boot CPU enters Armature at EL2 with the DTB in x0; the
+//! firmware. The boot CPU enters the firmware's payload at EL2; the
 //! secondaries wait on their release address, per CPU (one slot each) or
 //! shared (one word for all, as on the FVP AEMv8). The DTB is QEMU's own
 //! with every CPU switched to `enable-method = "spin-table"`, a `/psci` for
 //! the firmware's SYSTEM_OFF, and the release page in `/reserved-memory`.
 //!
-//! Per configuration (2 and 4 CPUs, per-CPU and shared release addresses):
+//! Two routes to Armature:
+//! - direct: the payload is Armature, with the DTB in x0;
+//! - through U-Boot (`…_through_uboot…`): the payload is Debian's U-Boot,
+//!   loaded into RAM; its distro boot runs a `boot.scr` that loads
+//!   Armature and the spin-table DTB from a virtio disk and `booti`s
+//!   Armature with that DTB (which `booti` moves), while the secondaries
+//!   still wait in the firmware. The release page lies below U-Boot, as
+//!   U-Boot takes the top of RAM for itself.
+//!
+//! Per route and configuration (2 and 4 CPUs, per-CPU and shared release
+//! addresses):
 //! - `…`: the banner, the boot plan naming every CPU's spin table and
 //!   release address, the reservation, the firmware's PSCI, and power-off
 //!   through the firmware: QEMU exits with status 0 by semihosting;
@@ -17,26 +27,52 @@
 //!   all (Armature's spin-table bring-up).
 //!
 //! And the firmware on its own: unconfigured, or without EL3, it says why
-//! and ends QEMU with a non-zero status instead of hanging.
+//! and ends QEMU with a non-zero status instead of hanging; and a U-Boot
+//! layout that cannot work is refused before QEMU runs.
 
 mod common;
 
 use common::{Banner, DtbAt, assert_lines_in_order};
 use std::time::Duration;
-use xtask::firmware::{self, ReleaseLayout, SpinTable, SpinTableBoot};
+use xtask::firmware::{self, Payload, ReleaseLayout, SpinTable, SpinTableBoot};
 use xtask::runner::{Ending, Outcome, RunOptions};
+use xtask::uboot::{BootScript, Environment};
 use xtask::{Arch, Expect, paths};
 
+/// How Armature gets to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// The firmware enters Armature.
+    Direct,
+    /// The firmware enters U-Boot, whose boot script `booti`s Armature.
+    UBoot,
+}
+
 /// Boots the default AArch64 image through the firmware with `smp` CPUs and
-/// release addresses laid out as `layout`: the banner for the spin-table DT,
-/// power-off, QEMU exiting 0 through the firmware's semihosting exit.
-fn boot(test: &str, smp: u32, layout: ReleaseLayout) -> (SpinTableBoot, Outcome) {
+/// release addresses laid out as `layout`, by `route`: the banner for the
+/// spin-table DT, power-off, QEMU exiting 0 through the firmware's
+/// semihosting exit.
+fn boot(test: &str, smp: u32, layout: ReleaseLayout, route: Route) -> (SpinTableBoot, Outcome) {
     let image = common::image(Arch::Aarch64, &[]);
-    let boot = SpinTable::new(smp, layout)
-        .prepare(&common::scratch(test), &image)
-        .unwrap_or_else(|e| panic!("{test}: preparing the spin-table boot: {e}"));
-    let banner = Banner::new(Arch::Aarch64, &boot.dt, boot.config.entry, DtbAt::Exactly(boot.config.dtb));
-    let outcome = common::boot(test, &boot.qemu, &banner.boot_expect_after(&[&boot.firmware_line()]));
+    let machine = SpinTable::new(smp, layout);
+    let dir = common::scratch(test);
+    let prepared = match route {
+        Route::Direct => machine.prepare(&dir, &image),
+        Route::UBoot => machine.prepare_uboot(&dir, &image, BootScript::new(Arch::Aarch64), Environment::Fast),
+    };
+    let boot = prepared.unwrap_or_else(|e| panic!("{test}: preparing the spin-table boot: {e}"));
+    let firmware_line = boot.firmware_line();
+    let mut earlier = vec![firmware_line.as_str()];
+    let dtb = match (route, &boot.payload) {
+        (Route::Direct, Payload::Armature) => DtbAt::Exactly(boot.dtb_addr()),
+        (Route::UBoot, Payload::UBoot { .. }) => {
+            earlier.extend(common::uboot_lines(Arch::Aarch64));
+            DtbAt::MovedFrom(boot.dtb_addr())
+        }
+        (route, payload) => panic!("{route:?} boot prepared with payload {payload:?}"),
+    };
+    let banner = Banner::new(Arch::Aarch64, &boot.dt, boot.armature_load(), dtb);
+    let outcome = common::boot(test, &boot.qemu, &banner.boot_expect_after(&earlier));
     banner.check_values(&outcome);
     assert_eq!(outcome.ending, Ending::Exited, "{}", outcome.log);
     assert_eq!(
@@ -93,28 +129,102 @@ fn check_online(boot: &SpinTableBoot, outcome: &Outcome) {
     assert!(!outcome.log.contains("did not come online"), "{}", outcome.log);
 }
 
-/// Two tests per configuration: the boot itself, and the secondaries.
+/// Two tests per route and configuration: the boot itself, and the
+/// secondaries.
 macro_rules! configurations {
-    ($($boots:ident, $online:ident: $smp:expr, $layout:ident;)*) => {$(
+    ($($boots:ident, $online:ident: $smp:expr, $layout:ident, $route:ident;)*) => {$(
         #[test]
         fn $boots() {
-            let (boot, outcome) = boot(concat!("spin-table-", stringify!($boots)), $smp, ReleaseLayout::$layout);
+            let test = concat!("spin-table-", stringify!($boots));
+            let (boot, outcome) = boot(test, $smp, ReleaseLayout::$layout, Route::$route);
             check_plan(&boot, &outcome);
         }
 
         #[test]
         fn $online() {
-            let (boot, outcome) = boot(concat!("spin-table-", stringify!($online)), $smp, ReleaseLayout::$layout);
+            let test = concat!("spin-table-", stringify!($online));
+            let (boot, outcome) = boot(test, $smp, ReleaseLayout::$layout, Route::$route);
             check_online(&boot, &outcome);
         }
     )*};
 }
 
 configurations! {
-    smp2_per_cpu, smp2_per_cpu_secondaries_online: 2, PerCpu;
-    smp2_shared, smp2_shared_secondaries_online: 2, Shared;
-    smp4_per_cpu, smp4_per_cpu_secondaries_online: 4, PerCpu;
-    smp4_shared, smp4_shared_secondaries_online: 4, Shared;
+    smp2_per_cpu, smp2_per_cpu_secondaries_online: 2, PerCpu, Direct;
+    smp2_shared, smp2_shared_secondaries_online: 2, Shared, Direct;
+    smp4_per_cpu, smp4_per_cpu_secondaries_online: 4, PerCpu, Direct;
+    smp4_shared, smp4_shared_secondaries_online: 4, Shared, Direct;
+    smp2_per_cpu_through_uboot, smp2_per_cpu_through_uboot_secondaries_online: 2, PerCpu, UBoot;
+    smp2_shared_through_uboot, smp2_shared_through_uboot_secondaries_online: 2, Shared, UBoot;
+    smp4_per_cpu_through_uboot, smp4_per_cpu_through_uboot_secondaries_online: 4, PerCpu, UBoot;
+    smp4_shared_through_uboot, smp4_shared_through_uboot_secondaries_online: 4, Shared, UBoot;
+}
+
+/// Through U-Boot, the release page lies below U-Boot's load address, not
+/// at the top of RAM where U-Boot relocates itself; the firmware enters
+/// U-Boot with QEMU's DT (U-Boot's control DT), and U-Boot reads the
+/// spin-table DTB from the disk.
+#[test]
+fn uboot_layout_keeps_the_release_page_below_u_boot() {
+    let test = "spin-table-uboot-layout";
+    let image = common::image(Arch::Aarch64, &[]);
+    let boot = SpinTable::new(2, ReleaseLayout::PerCpu)
+        .prepare_uboot(&common::scratch(test), &image, BootScript::new(Arch::Aarch64), Environment::Fast)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(boot.config.entry, firmware::UBOOT_ADDR);
+    assert_eq!(boot.config.release_page, firmware::UBOOT_RELEASE_PAGE);
+    assert_eq!(boot.config.release_page + firmware::RELEASE_PAGE_SIZE, firmware::UBOOT_ADDR);
+    assert_eq!(boot.config.dtb, 0x4000_0000, "U-Boot gets QEMU's DT, at the RAM base");
+    assert_eq!((boot.armature_load(), boot.dtb_addr()), (xtask::uboot::KERNEL_ADDR_R, firmware::DTB_ADDR));
+    let Payload::UBoot { boot: media, .. } = &boot.payload else { panic!("payload {:?}", boot.payload) };
+    assert!(media.env_flash.is_some(), "the fast environment is in flash bank 1");
+    let line = boot.qemu.command_line();
+    for part in [
+        format!("-bios {} ", boot.firmware.display()),
+        format!("loader,file=/usr/lib/u-boot/qemu_arm64/u-boot.bin,addr={:#x},force-raw=on", firmware::UBOOT_ADDR),
+        format!("file={}", media.disk.display()),
+        "secure=on".to_string(),
+    ] {
+        assert!(line.contains(&part), "{part:?} missing from {line}");
+    }
+    assert!(!line.contains(&boot.dtb.display().to_string()), "the DTB comes from the disk, not QEMU: {line}");
+    // The disk's boot partition (at 1 MiB) holds the spin-table DTB as is.
+    let copy = common::scratch(&format!("{test}-copy")).join(xtask::uboot::DTB_FILE);
+    let partition = format!("{}@@{}", media.disk.display(), xtask::disk::PARTITION_START_LBA * xtask::disk::SECTOR);
+    let status = std::process::Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i", &partition, &format!("::/{}", xtask::uboot::DTB_FILE)])
+        .arg(&copy)
+        .status()
+        .expect("running mcopy (mtools: ./x setup)");
+    assert!(status.success(), "mcopy of {} from {partition}", xtask::uboot::DTB_FILE);
+    assert_eq!(paths::read(&copy).unwrap(), paths::read(&boot.dtb).unwrap(), "the DTB on the disk");
+}
+
+/// A layout that cannot work through U-Boot is refused before QEMU runs:
+/// a release page at the top of RAM (U-Boot relocates itself there, and
+/// its page tables would land in the release slots), or too little RAM
+/// for U-Boot below its relocated copy.
+#[test]
+fn uboot_layouts_that_cannot_work_are_refused() {
+    let image = common::image(Arch::Aarch64, &[]);
+    let refused = |test: &str, machine: SpinTable| {
+        machine
+            .prepare_uboot(&common::scratch(test), &image, BootScript::new(Arch::Aarch64), Environment::Fast)
+            .map(|b| b.qemu.command_line())
+            .expect_err("this layout must be refused")
+            .message()
+            .to_string()
+    };
+    let top = refused("spin-table-uboot-top-page", SpinTable::new(2, ReleaseLayout::PerCpu).release_page(0x7fff_f000));
+    assert_eq!(
+        top,
+        "the release page at 0x7ffff000 (+0x1000) overlaps U-Boot's relocated copy (top of RAM) at 0x7c000000 (+0x4000000)"
+    );
+    let small = refused("spin-table-uboot-256m", SpinTable::new(2, ReleaseLayout::Shared).memory("256M"));
+    assert!(small.contains("overlaps U-Boot's relocated copy (top of RAM) at 0x4c000000"), "{small}");
+    let unaligned = refused("spin-table-uboot-unaligned", SpinTable::new(2, ReleaseLayout::Shared).load(0x4c00_0800));
+    assert!(unaligned.contains("4 KiB-aligned"), "{unaligned}");
 }
 
 /// Runs the firmware with no payload until QEMU exits by itself; FATAL is

@@ -464,8 +464,49 @@ exception_save:
         stp     x29, x2, [sp, #-16]!
         mov     x29, sp
         bl      armature_exception
-1:      wfe                             /* unexpected exceptions never return */
-        b       1b
+        /* armature_exception returns only for a trap from a guest that was
+         * handled: resume the guest with the (possibly updated) frame. */
+        add     sp, sp, #16             /* drop the frame record */
+        b       exception_return
+
+/*
+ * exception_return: restore the frame at sp (registers, ELR_EL2, SPSR_EL2)
+ * and return from the exception.
+ *   In: sp = frame. Out: eret; SP_EL2 is left at frame + FRAME_SIZE.
+ */
+exception_return:
+        ldp     x1, x2, [sp, #FRAME_ELR]
+        msr     elr_el2, x1
+        msr     spsr_el2, x2
+        ldp     x2, x3, [sp, #16]
+        ldp     x4, x5, [sp, #32]
+        ldp     x6, x7, [sp, #48]
+        ldp     x8, x9, [sp, #64]
+        ldp     x10, x11, [sp, #80]
+        ldp     x12, x13, [sp, #96]
+        ldp     x14, x15, [sp, #112]
+        ldp     x16, x17, [sp, #128]
+        ldp     x18, x19, [sp, #144]
+        ldp     x20, x21, [sp, #160]
+        ldp     x22, x23, [sp, #176]
+        ldp     x24, x25, [sp, #192]
+        ldp     x26, x27, [sp, #208]
+        ldp     x28, x29, [sp, #224]
+        ldr     x30, [sp, #FRAME_X30]
+        ldp     x0, x1, [sp, #0]
+        add     sp, sp, #FRAME_SIZE
+        eret
+
+/*
+ * enter_guest: start running a vCPU from a prepared frame.
+ *   In: x0 = frame (guest x0-x30, ELR_EL2 = guest PC, SPSR_EL2 = guest
+ *       PSTATE), placed at the top of this CPU's trap stack: the guest's
+ *       traps reuse that stack. Never returns.
+ */
+        .global enter_guest
+enter_guest:
+        mov     sp, x0
+        b       exception_return
 
         .section .bss.stack, "aw", %nobits
         .balign 16

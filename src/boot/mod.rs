@@ -191,6 +191,19 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
         }
     }
 
+    // Dom0, from the kernel module in /chosen (Xen's binding).
+    #[cfg(target_arch = "aarch64")]
+    if relocated.is_some() {
+        match dt.kernel_module() {
+            Ok(Some((kernel, _args))) => {
+                let e = crate::domain::start_dom0(kernel, crate::domain::DOM0_MEM_DEFAULT, conduit);
+                fatal(format_args!("dom0: {e}"));
+            }
+            Ok(None) => {}
+            Err(e) => warn!("dom0: cannot read the kernel module: {e}"),
+        }
+    }
+
     info!("Boot complete: no domains to run yet");
     if opts.power_off_when_done {
         info!("Powering off via PSCI SYSTEM_OFF");

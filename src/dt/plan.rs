@@ -245,6 +245,24 @@ impl<'a> DeviceTree<'a> {
         Ok(out)
     }
 
+    /// The first `/chosen` module that is a kernel (`multiboot,kernel`), with
+    /// its command line (`bootargs` of the module node), if any.
+    pub fn kernel_module(&self) -> Result<Option<(Region, Option<&'a str>)>, DtError> {
+        let Some(at) = self.locate("/chosen") else { return Ok(None) };
+        for child in at.node().children() {
+            let is_kernel = child.compatible().is_some_and(|c| c.all().any(|s| s == "multiboot,kernel"));
+            if !is_kernel || !walk::enabled(child) {
+                continue;
+            }
+            let Some(c) = at.child(child) else { continue };
+            if let Some(r) = c.reg_untranslated(0)? {
+                let args = child.property("bootargs").and_then(|p| walk::first_string(p.value));
+                return Ok(Some((r, args)));
+            }
+        }
+        Ok(None)
+    }
+
     /// `/memreserve/` entries and the enabled `/reserved-memory` children
     /// with a `reg`, translated like any `reg`.
     pub fn reserved(&self) -> Result<Reserved<'a>, DtError> {

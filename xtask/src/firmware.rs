@@ -14,8 +14,9 @@
 //!   (RVBAR, 0x0: the flash, where `-bios` puts the file);
 //! - writes no `/psci` node and no `enable-method` into the device tree it
 //!   generates (and puts that DTB at the RAM base, 0x40000000, 1 MiB);
-//! - maps the flash (and 16 MiB of RAM at 0x0e000000) in the Secure address
-//!   space only.
+//! - maps flash bank 0 (and 16 MiB of RAM at 0x0e000000) in the Secure
+//!   address space only; bank 1 (0x04000000, where U-Boot keeps its
+//!   environment) stays visible to both.
 //!
 //! So nothing like `-device loader,…,cpu-num=` is needed to start the
 //! secondaries. [`SpinTable::prepare`] checks this on the DTB QEMU really
@@ -65,11 +66,54 @@
 //! (it relocates itself to the top of RAM, right below that page). The
 //! firmware itself lives in flash and uses no RAM but that page (no stack,
 //! no data), so nothing else needs reserving.
+//!
+//! # Through U-Boot
+//!
+//! [`SpinTable::prepare_uboot`] boots the way a board with a boot-wrapper
+//! and U-Boot does: the firmware's payload is Debian's U-Boot
+//! (`u-boot.bin`, position independent, see [`crate::uboot`]), loaded into
+//! RAM and entered at EL2 on the boot CPU, while the secondaries wait in
+//! the firmware. U-Boot's distro boot runs a `boot.scr` that loads Armature
+//! and the spin-table DTB from the disk and `booti`s Armature with that DTB
+//! (not QEMU's, which has neither PSCI nor spin tables with `secure=on`):
+//!
+//! ```text
+//!  0x00000000  flash: the configured firmware (-bios)
+//!  0x40000000  QEMU's own DTB: U-Boot's control DT (x0 of U-Boot's entry)
+//!  0x40100000  U-Boot's early stack, data and heap (below 0x40200000)
+//!  0x40200000  boot.scr (U-Boot's scriptaddr)
+//!  0x40400000  Armature, loaded by boot.scr (kernel_addr_r)
+//!  0x48000000  the spin-table DTB, loaded by boot.scr (DTB_ADDR); booti
+//!              copies it below U-Boot's relocated copy
+//!  0x4bfff000  the release page (UBOOT_RELEASE_PAGE), reserved in the DT
+//!  0x4c000000  U-Boot (-device loader,force-raw=on)              UBOOT_ADDR
+//!  top 64 MiB  U-Boot after relocating itself (page tables in the top
+//!              64 KiB, code, heap, DT copy, stack), booti's DTB copy
+//! ```
+//!
+//! The release page does not stay at the top of RAM here: U-Boot relocates
+//! itself there without looking at `/reserved-memory` (it never sees the
+//! spin-table DT before `booti`), and its page-table area is the top 64 KiB
+//! (0x7fff0000-0x7fffffff with 1 GiB). With 1 GiB it happens to use only
+//! the first pages of that area, so a release page in the last one survives,
+//! but U-Boot owns that memory, and a non-zero word in a release slot sends
+//! a secondary into it. Below U-Boot's load address nothing ever writes;
+//! `booti`'s DTB copy avoids the page because the booted DTB reserves it,
+//! and so does Armature. [`SpinTable::prepare_uboot`] checks that the
+//! layout holds together for the RAM size, and refuses a release page in
+//! the top [`UBOOT_TOP_SIZE`] of RAM.
+//!
+//! The DTB comes from the disk, as a board's boot script loads it; the
+//! generic loader could put it in RAM instead (the script would then only
+//! set `fdt_addr`). U-Boot cannot run from flash here: with `secure=on`
+//! bank 0 (where `-bios` puts the firmware, and where the CPUs start) is
+//! Secure-only, so a non-secure EL2 access to it aborts, and bank 1 holds
+//! U-Boot's environment.
 
 use crate::fdt::Fdt;
 use crate::paths::{self, write_atomic};
 use crate::shim::{self, Region};
-use crate::toolchain::Toolchain;
+use crate::uboot::{self, BootScript, Environment, UbootBoot};
 use crate::{Arch, Context, Error, Image, Qemu, Result};
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -84,6 +128,16 @@ pub const BIN_NAME: &str = "spintable-fw";
 
 /// Where Armature is loaded: where QEMU's `-kernel` would put it.
 pub const LOAD_ADDR: u64 = 0x4020_0000;
+/// Where U-Boot is loaded (RAM + 192 MiB) for a boot through U-Boot.
+pub const UBOOT_ADDR: u64 = 0x4c00_0000;
+/// The release page of a boot through U-Boot: the page below U-Boot.
+pub const UBOOT_RELEASE_PAGE: u64 = UBOOT_ADDR - RELEASE_PAGE_SIZE;
+/// The top of RAM taken to be U-Boot's once it has relocated itself (it
+/// uses about 35 MiB with 1 GiB of RAM, `lmb` included; see
+/// [`crate::uboot`]).
+pub const UBOOT_TOP_SIZE: u64 = 64 << 20;
+/// What `fdt resize 4096` in the boot script may add to a DTB, in place.
+const FDT_RESIZE_SLACK: u64 = 8192;
 /// Where the spin-table DTB is loaded (RAM + 128 MiB, as with `-kernel`).
 pub const DTB_ADDR: u64 = 0x4800_0000;
 /// Size of the release page.
@@ -265,31 +319,7 @@ pub fn build_now() -> Result<Firmware> {
     let lock = File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
     lock.lock().context(|| format!("locking {}", lock_path.display()))?;
 
-    let toolchain = Toolchain::current()?;
-    let cargo_dir = dir.join("cargo");
-    let mut cmd = cargo_command(toolchain)?;
-    cmd.arg("--manifest-path")
-        .arg(paths::workspace_root().join(MANIFEST))
-        .arg("--target-dir")
-        .arg(&cargo_dir)
-        .arg("--release")
-        // Not the image's position-independent flags (.cargo/config.toml):
-        // the firmware is linked at 0 and runs there, with no relocations.
-        .env("CARGO_ENCODED_RUSTFLAGS", "-Crelocation-model=static")
-        .stdin(Stdio::null());
-    let what = format!("cargo build of the spin-table firmware ({MANIFEST}) with {}", toolchain.name());
-    let out = cmd.output().context(|| format!("running {what}"))?;
-    if !out.status.success() {
-        return Err(Error::new(format!(
-            "{what} failed ({})\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    let built = cargo_dir.join(Arch::Aarch64.triple()).join("release").join(BIN_NAME);
-    let elf = paths::read(&built)?;
-    let flat = crate::image::flatten(&elf, Arch::Aarch64).context(|| format!("firmware {}", built.display()))?;
+    let (elf, flat) = crate::payload::build(MANIFEST, BIN_NAME, &dir.join("cargo"), "the spin-table firmware")?;
     let config_offset = usize::try_from(crate::image::symbol(&elf, Arch::Aarch64, "fw_config")?)
         .map_err(|_| Error::new("fw_config: offset out of range"))?;
     check_config_block(&flat.bytes, config_offset)?;
@@ -298,27 +328,6 @@ pub fn build_now() -> Result<Firmware> {
     write_atomic(&bin, &flat.bytes)?;
     drop(lock);
     Ok(Firmware { bin, elf: elf_out, bytes: flat.bytes, config_offset })
-}
-
-/// `cargo build --target aarch64-unknown-none-softfloat` with the same
-/// toolchain settings as the image ([`Toolchain::cargo_build`]: the
-/// environment, and `-Zbuild-std` with Debian's toolchain), for the
-/// firmware crate instead of Armature.
-fn cargo_command(toolchain: Toolchain) -> Result<Command> {
-    let image_build = toolchain.cargo_build(Arch::Aarch64)?;
-    let mut cmd = Command::new(image_build.get_program());
-    if let Some(dir) = image_build.get_current_dir() {
-        cmd.current_dir(dir);
-    }
-    for (key, value) in image_build.get_envs() {
-        match value {
-            Some(v) => cmd.env(key, v),
-            None => cmd.env_remove(key),
-        };
-    }
-    cmd.args(["build", "--target", Arch::Aarch64.triple()]);
-    cmd.args(image_build.get_args().filter(|a| a.to_string_lossy().starts_with("-Z")));
-    Ok(cmd)
 }
 
 /// Checks that `bytes` has the `fw_config` block at `offset`.
@@ -351,15 +360,18 @@ pub struct SpinTable {
     smp: u32,
     layout: ReleaseLayout,
     memory: String,
-    load: u64,
+    load: Option<u64>,
     release_page: Option<u64>,
 }
 
 impl SpinTable {
-    /// `smp` CPUs, release addresses laid out as `layout`, 1 GiB of RAM,
-    /// Armature at [`LOAD_ADDR`], the release page at the top of RAM.
+    /// `smp` CPUs, release addresses laid out as `layout`, 1 GiB of RAM;
+    /// the payload and the release page where the boot puts them (direct:
+    /// Armature at [`LOAD_ADDR`], the release page at the top of RAM;
+    /// through U-Boot: U-Boot at [`UBOOT_ADDR`], the release page at
+    /// [`UBOOT_RELEASE_PAGE`]).
     pub fn new(smp: u32, layout: ReleaseLayout) -> Self {
-        SpinTable { smp, layout, memory: "1G".into(), load: LOAD_ADDR, release_page: None }
+        SpinTable { smp, layout, memory: "1G".into(), load: None, release_page: None }
     }
 
     /// RAM size in QEMU's syntax.
@@ -368,13 +380,14 @@ impl SpinTable {
         self
     }
 
-    /// Where Armature is loaded and entered.
+    /// Where the firmware's payload (Armature, or U-Boot) is loaded and
+    /// entered.
     pub fn load(mut self, addr: u64) -> Self {
-        self.load = addr;
+        self.load = Some(addr);
         self
     }
 
-    /// Where the release page is (default: the last 4 KiB of RAM).
+    /// Where the release page is.
     pub fn release_page(mut self, addr: u64) -> Self {
         self.release_page = Some(addr);
         self
@@ -387,8 +400,95 @@ impl SpinTable {
     }
 
     /// Builds the firmware and writes, into `dir`, the spin-table DTB and
-    /// the configured firmware for booting `image` (an AArch64 build).
+    /// the configured firmware for booting `image` (an AArch64 build)
+    /// directly: the firmware enters Armature.
     pub fn prepare(&self, dir: &Path, image: &Image) -> Result<SpinTableBoot> {
+        let m = self.spin_table_dt(dir, image, |ram_base, ram_size| ram_base + ram_size - RELEASE_PAGE_SIZE)?;
+        let load = self.load.unwrap_or(LOAD_ADDR);
+        // Nothing loaded may overlap (QEMU refuses), and the release page
+        // must stay clear of every file (it must be zero at power on).
+        let occupied = [
+            Region { name: "QEMU's own DTB", start: m.ram_base, size: shim::QEMU_DTB_SIZE },
+            Region { name: "the spin-table DTB", start: DTB_ADDR, size: m.dtb_size },
+            Region { name: "the release page", start: m.page, size: RELEASE_PAGE_SIZE },
+        ];
+        check_layout(&occupied, m.ram_base, m.ram_size)?;
+        shim::check_placement(load, image.image_end, m.ram_base, m.ram_size, &occupied)?;
+
+        let (config, firmware) = m.configure(dir, load, DTB_ADDR)?;
+        let qemu = self.machine().bios(&firmware).load_at(&image.bin, load).load_at(&m.dtb, DTB_ADDR);
+        Ok(m.boot(qemu, firmware, config, Payload::Armature))
+    }
+
+    /// [`SpinTable::prepare`] with U-Boot as the firmware's payload (see
+    /// "Through U-Boot" in the module documentation): Debian's U-Boot is
+    /// loaded at [`UBOOT_ADDR`] and entered at EL2 on the boot CPU; the
+    /// disk holds `script` (AArch64), made to load the spin-table DTB from
+    /// the disk to [`DTB_ADDR`] and to `booti` Armature with it, the image
+    /// and the DTB; `env` is U-Boot's environment.
+    pub fn prepare_uboot(
+        &self,
+        dir: &Path,
+        image: &Image,
+        script: BootScript,
+        env: Environment,
+    ) -> Result<SpinTableBoot> {
+        if script.arch() != Arch::Aarch64 {
+            return Err(Error::new("U-Boot boots Armature with booti here: the boot script must be for AArch64"));
+        }
+        let m = self.spin_table_dt(dir, image, |_, _| UBOOT_RELEASE_PAGE)?;
+        let load = self.load.unwrap_or(UBOOT_ADDR);
+        let u_boot = uboot::firmware(Arch::Aarch64);
+        let u_boot_size = fs::metadata(&u_boot)
+            .context(|| format!("{} (install u-boot-qemu, `./x setup` does)", u_boot.display()))?
+            .len();
+        let kernel_addr_r = script.load_address();
+        let script = script.dtb_file(&m.dtb, DTB_ADDR);
+
+        // What U-Boot, its script and the loaded files occupy, before and
+        // after U-Boot relocates itself: none of it may overlap.
+        let ram_end = m.ram_base + m.ram_size;
+        let occupied = [
+            Region { name: "QEMU's own DTB (U-Boot's control DT)", start: m.ram_base, size: shim::QEMU_DTB_SIZE },
+            Region {
+                name: "U-Boot's early stack and data",
+                start: uboot::INIT_SP_ADDR - uboot::EARLY_DATA_SIZE,
+                size: uboot::EARLY_DATA_SIZE,
+            },
+            Region { name: "boot.scr (U-Boot's scriptaddr)", start: uboot::SCRIPT_ADDR, size: uboot::SCRIPT_SIZE },
+            Region { name: "the spin-table DTB", start: DTB_ADDR, size: m.dtb_size + FDT_RESIZE_SLACK },
+            Region { name: "U-Boot", start: load, size: u_boot_size },
+            Region { name: "the release page", start: m.page, size: RELEASE_PAGE_SIZE },
+            Region {
+                name: "U-Boot's relocated copy (top of RAM)",
+                start: ram_end.saturating_sub(UBOOT_TOP_SIZE),
+                size: UBOOT_TOP_SIZE,
+            },
+        ];
+        if !load.is_multiple_of(4096) {
+            return Err(Error::new(format!("U-Boot at {load:#x}: it runs only from a 4 KiB-aligned address")));
+        }
+        check_layout(&occupied, m.ram_base, m.ram_size)?;
+        shim::check_placement(kernel_addr_r, image.image_end, m.ram_base, m.ram_size, &occupied)?;
+
+        let boot = uboot::prepare(dir, &image.bin, &script, env)?;
+        // U-Boot is handed QEMU's DT in x0, as from QEMU itself; it reads
+        // its control DT from the RAM base anyway.
+        let (config, firmware) = m.configure(dir, load, m.ram_base)?;
+        let qemu = boot.attach(self.machine().bios(&firmware).load_at(&u_boot, load));
+        Ok(m.boot(qemu, firmware, config, Payload::UBoot { boot, kernel_addr_r }))
+    }
+
+    /// What both kinds of boot share: builds the firmware, dumps QEMU's DT
+    /// for this machine and makes the spin-table DTB from it in `dir`, with
+    /// the release page where [`SpinTable::release_page`] says, else at
+    /// `default_page(ram_base, ram_size)`.
+    fn spin_table_dt(
+        &self,
+        dir: &Path,
+        image: &Image,
+        default_page: impl FnOnce(u64, u64) -> u64,
+    ) -> Result<SpinTableDt> {
         if image.variant.arch() != Arch::Aarch64 {
             return Err(Error::new(format!(
                 "the spin-table firmware boots AArch64 images, not {}",
@@ -407,7 +507,7 @@ impl SpinTable {
         let &[(ram_base, ram_size)] = banks.as_slice() else {
             return Err(Error::new(format!("expected one RAM bank on QEMU virt, found {banks:x?}")));
         };
-        let page = self.release_page.unwrap_or(ram_base + ram_size - RELEASE_PAGE_SIZE);
+        let page = self.release_page.unwrap_or_else(|| default_page(ram_base, ram_size));
         if !page.is_multiple_of(RELEASE_PAGE_SIZE) || page < ram_base || page + RELEASE_PAGE_SIZE > ram_base + ram_size
         {
             return Err(Error::new(format!("release page {page:#x} is not a 4 KiB page in RAM")));
@@ -421,7 +521,9 @@ impl SpinTable {
             return Err(Error::new(format!("QEMU's DT lists {} CPUs for -smp {}", cpus.len(), self.smp)));
         }
         if cpus.first().map(|c| c.mpidr) != Some(0) {
-            return Err(Error::new("the firmware enters Armature on the CPU with MPIDR 0, and the DT has none first"));
+            return Err(Error::new(
+                "the firmware enters its payload on the CPU with MPIDR 0: the DT must list it first",
+            ));
         }
 
         let dtb = dir.join(format!("spin-table-{}-smp{}.dtb", self.layout.name(), self.smp));
@@ -430,39 +532,97 @@ impl SpinTable {
         let dt = Fdt::parse(&paths::read(&dtb)?).context(|| format!("parsing {}", dtb.display()))?;
         check_spin_dt(&dt, &cpus, page)?;
         let dtb_size = fs::metadata(&dtb).context(|| format!("reading {}", dtb.display()))?.len();
-
-        // Nothing loaded may overlap (QEMU refuses), and the release page
-        // must stay clear of every file (it must be zero at power on).
-        let occupied = [
-            Region { name: "QEMU's own DTB", start: ram_base, size: shim::QEMU_DTB_SIZE },
-            Region { name: "the spin-table DTB", start: DTB_ADDR, size: dtb_size },
-            Region { name: "the release page", start: page, size: RELEASE_PAGE_SIZE },
-        ];
-        check_disjoint(&occupied)?;
-        shim::check_placement(self.load, image.image_end, ram_base, ram_size, &occupied)?;
-
         let (gicd, gicr) = gic_v3(&qemu_dt)?;
-        let config = Config {
-            entry: self.load,
-            dtb: DTB_ADDR,
-            release_page: page,
+        Ok(SpinTableDt {
+            fw,
             layout: self.layout,
+            smp: self.smp,
+            ram_base,
+            ram_size,
+            page,
+            cpus,
+            dtb,
+            dtb_size,
+            dt,
             uart: stdout_uart(&qemu_dt)?,
             gicd,
             gicr,
+        })
+    }
+}
+
+/// The spin-table DTB of a machine and what the firmware needs to know
+/// about the machine ([`SpinTable::spin_table_dt`]).
+struct SpinTableDt {
+    fw: Firmware,
+    layout: ReleaseLayout,
+    smp: u32,
+    ram_base: u64,
+    ram_size: u64,
+    page: u64,
+    cpus: Vec<SpinCpu>,
+    dtb: PathBuf,
+    dtb_size: u64,
+    dt: Fdt,
+    uart: u64,
+    gicd: u64,
+    gicr: u64,
+}
+
+impl SpinTableDt {
+    /// Writes the firmware configured to enter `entry` with `dtb` in x0
+    /// into `dir`.
+    fn configure(&self, dir: &Path, entry: u64, dtb: u64) -> Result<(Config, PathBuf)> {
+        let config = Config {
+            entry,
+            dtb,
+            release_page: self.page,
+            layout: self.layout,
+            uart: self.uart,
+            gicd: self.gicd,
+            gicr: self.gicr,
         };
         let firmware = dir.join(format!("{BIN_NAME}-{}-smp{}.bin", self.layout.name(), self.smp));
-        write_atomic(&firmware, &fw.configured(&config))?;
-        let qemu = self.machine().bios(&firmware).load_at(&image.bin, self.load).load_at(&dtb, DTB_ADDR);
-        Ok(SpinTableBoot { qemu, firmware, dtb, dt, config, cpus, layout: self.layout })
+        write_atomic(&firmware, &self.fw.configured(&config))?;
+        Ok((config, firmware))
     }
+
+    fn boot(self, qemu: Qemu, firmware: PathBuf, config: Config, payload: Payload) -> SpinTableBoot {
+        SpinTableBoot {
+            qemu,
+            firmware,
+            dtb: self.dtb,
+            dt: self.dt,
+            config,
+            cpus: self.cpus,
+            layout: self.layout,
+            payload,
+        }
+    }
+}
+
+/// What the firmware enters on the boot CPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// Armature, with the spin-table DTB in x0.
+    Armature,
+    /// U-Boot, whose `boot.scr` loads Armature to `kernel_addr_r` and the
+    /// spin-table DTB to [`DTB_ADDR`] from the disk, and `booti`s them.
+    UBoot {
+        /// The disk and U-Boot's environment.
+        boot: UbootBoot,
+        /// Where the script loads Armature.
+        kernel_addr_r: u64,
+    },
 }
 
 /// Everything one spin-table boot needs, ready to run.
 #[derive(Clone, Debug)]
 pub struct SpinTableBoot {
-    /// The machine with the firmware (`-bios`), Armature and the DTB
-    /// (generic loader) and semihosting.
+    /// The machine with the firmware (`-bios`), the payload and semihosting
+    /// (direct: Armature and the DTB through the generic loader; through
+    /// U-Boot: U-Boot through the generic loader, the disk, the
+    /// environment flash).
     pub qemu: Qemu,
     /// The configured firmware.
     pub firmware: PathBuf,
@@ -476,10 +636,12 @@ pub struct SpinTableBoot {
     pub cpus: Vec<SpinCpu>,
     /// The release-address layout.
     pub layout: ReleaseLayout,
+    /// What the firmware enters.
+    pub payload: Payload,
 }
 
 impl SpinTableBoot {
-    /// The line the firmware prints before entering Armature.
+    /// The line the firmware prints before entering its payload.
     pub fn firmware_line(&self) -> String {
         let c = &self.config;
         let wait = match self.layout {
@@ -492,6 +654,23 @@ impl SpinTableBoot {
             c.dtb,
             self.layout.base(c.release_page)
         )
+    }
+
+    /// Where Armature runs from: its load address.
+    pub fn armature_load(&self) -> u64 {
+        match &self.payload {
+            Payload::Armature => self.config.entry,
+            Payload::UBoot { kernel_addr_r, .. } => *kernel_addr_r,
+        }
+    }
+
+    /// Where the spin-table DTB is when the payload starts (through U-Boot,
+    /// `booti` then hands Armature a copy elsewhere).
+    pub fn dtb_addr(&self) -> u64 {
+        match &self.payload {
+            Payload::Armature => self.config.dtb,
+            Payload::UBoot { .. } => DTB_ADDR,
+        }
     }
 
     /// The secondaries (every CPU but the boot CPU).
@@ -622,6 +801,22 @@ fn check_spin_dt(dt: &Fdt, cpus: &[SpinCpu], page: u64) -> Result<()> {
         return Err(Error::new(format!("/reserved-memory: release page reads back as {reserved:x?}")));
     }
     Ok(())
+}
+
+/// Fails when one of `regions` is not in RAM, or two overlap.
+fn check_layout(regions: &[Region], ram_base: u64, ram_size: u64) -> Result<()> {
+    for r in regions {
+        if r.start < ram_base || r.start + r.size > ram_base + ram_size {
+            return Err(Error::new(format!(
+                "{} at {:#x} (+{:#x}) is not inside RAM {ram_base:#x}-{:#x}",
+                r.name,
+                r.start,
+                r.size,
+                ram_base + ram_size - 1
+            )));
+        }
+    }
+    check_disjoint(regions)
 }
 
 /// Fails when two of `regions` overlap.

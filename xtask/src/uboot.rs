@@ -2,14 +2,42 @@
 //! as `-bios`; its distro boot finds `boot.scr` on the first partition of a
 //! virtio disk by itself, and the script loads the image and starts it with
 //! `booti` (AArch64 Image) or `bootz` (ARMv7 zImage), passing QEMU's device
-//! tree.
+//! tree, or a device tree of its own from the disk ([`BootScript::dtb_file`]).
 //!
 //! The pieces: [`BootScript`] renders the script (command line and, later,
 //! `/chosen/module@…` nodes for domain images, the Xen-compatible
 //! multiboot protocol); [`prepare`] makes `boot.scr` with `mkimage`, the disk
 //! with [`crate::disk`], and optionally a flash image holding a U-Boot
 //! environment with `bootdelay=0` and `boot_targets=virtio0`, which skips the
-//! 2 s countdown and the other boot targets.
+//! 2 s countdown and the other boot targets. [`UbootBoot::apply`] runs
+//! U-Boot as `-bios`; [`UbootBoot::attach`] only adds the disk and the
+//! environment, for U-Boot started by other firmware (the spin-table
+//! firmware, [`crate::firmware::SpinTable::prepare_uboot`]).
+//!
+//! # Debian's qemu_arm64 `u-boot.bin` (2023.01)
+//!
+//! Facts the harness relies on, checked on the binary (`uboot.elf` next to
+//! it) and by booting it:
+//! - it is position independent (`CONFIG_POSITION_INDEPENDENT`): linked at
+//!   0, it starts by applying its own `.rela.dyn` for wherever it runs, so
+//!   it also runs from RAM, from any 4 KiB-aligned address (it parks in
+//!   `wfi` otherwise), entered at EL2 (or EL3 or EL1) with the MMU off;
+//! - before relocating, its stack, global data and early heap lie below
+//!   `CONFIG_SYS_INIT_SP_ADDR` = 0x40200000 ([`INIT_SP_ADDR`]); then it
+//!   moves itself to the top of RAM (with 1 GiB: page tables in the top
+//!   64 KiB, code at 0x7fef7000, its DT copy and stack at 0x7edb6xxx, and
+//!   `lmb` reserves everything from about 16 MiB below its stack to the
+//!   top). It does not look at `/reserved-memory` when it picks that place;
+//! - its control DT is whatever lies at the RAM base, 0x40000000 (the QEMU
+//!   board code says so), not the DTB in x0 (entered with x0 pointing to
+//!   another DTB, it still uses the one at the RAM base);
+//! - `booti` copies the DTB it boots with to the top of the free RAM below
+//!   4 GiB (`fdt_high=0xffffffff`; 0x7dda4000 with 1 GiB), avoiding the
+//!   `/reserved-memory` nodes and `/memreserve/` entries of *that* DTB
+//!   (one that overlaps U-Boot's own reservation is refused with "ERROR:
+//!   reserving fdt memory region failed" and ignored), and enters the image
+//!   at EL2; it has no `CONFIG_ARMV8_SPIN_TABLE`, so it leaves
+//!   `cpu-release-addr` and `enable-method` alone.
 
 use crate::disk;
 use crate::paths::find_program;
@@ -26,12 +54,24 @@ pub const KERNEL_ADDR_R: u64 = 0x4040_0000;
 /// `-bios` boots (RAM base). On AArch64 `booti` moves it before starting
 /// the image.
 pub const FDT_ADDR: u64 = 0x4000_0000;
+/// U-Boot's `CONFIG_SYS_INIT_SP_ADDR` on QEMU virt (arm64): before it
+/// relocates itself, its stack, global data and early heap lie below this.
+pub const INIT_SP_ADDR: u64 = 0x4020_0000;
+/// What is taken to be U-Boot's below [`INIT_SP_ADDR`] before it relocates
+/// itself (it uses a few KiB there).
+pub const EARLY_DATA_SIZE: u64 = 1 << 20;
+/// U-Boot's `scriptaddr` on QEMU virt: where distro boot loads `boot.scr`.
+pub const SCRIPT_ADDR: u64 = 0x4020_0000;
+/// The room for `boot.scr` at [`SCRIPT_ADDR`] (up to `pxefile_addr_r`).
+pub const SCRIPT_SIZE: u64 = 1 << 20;
 /// Size of the U-Boot environment in flash (`CONFIG_ENV_SIZE`).
 const ENV_SIZE: u64 = 0x40000;
 /// QEMU virt flash banks are 64 MiB each; the environment is at the start of bank 1.
 const FLASH_BANK_SIZE: u64 = 64 << 20;
 /// Name of the image in the boot partition.
 pub const IMAGE_FILE: &str = "armature.bin";
+/// Name of the device tree in the boot partition ([`BootScript::dtb_file`]).
+pub const DTB_FILE: &str = "armature.dtb";
 
 /// Debian's U-Boot build for QEMU virt (package `u-boot-qemu`).
 pub fn firmware(arch: Arch) -> PathBuf {
@@ -55,12 +95,23 @@ pub struct Module {
     pub compatible: Vec<String>,
 }
 
+/// A device tree of the harness's own, put on the disk and booted with
+/// instead of QEMU's ([`BootScript::dtb_file`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DtbFile {
+    /// Where it comes from on the host.
+    pub source: PathBuf,
+    /// Where the script loads it (and edits it, in place).
+    pub addr: u64,
+}
+
 /// The U-Boot script that boots Armature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootScript {
     arch: Arch,
     bootargs: Option<String>,
     kernel_addr_r: Option<u64>,
+    dtb: Option<DtbFile>,
     modules: Vec<Module>,
 }
 
@@ -80,7 +131,7 @@ fn hush_quote(s: &str) -> String {
 impl BootScript {
     /// A script that loads and starts the image with no command line.
     pub fn new(arch: Arch) -> Self {
-        BootScript { arch, bootargs: None, kernel_addr_r: None, modules: Vec::new() }
+        BootScript { arch, bootargs: None, kernel_addr_r: None, dtb: None, modules: Vec::new() }
     }
 
     /// Armature's command line, set as `/chosen/armature,bootargs` (which
@@ -97,6 +148,31 @@ impl BootScript {
     pub fn kernel_addr_r(mut self, addr: u64) -> Self {
         self.kernel_addr_r = Some(addr);
         self
+    }
+
+    /// Boots with the device tree `source` instead of QEMU's: it goes on the
+    /// disk as [`DTB_FILE`], and the script sets `fdt_addr` to `addr` and
+    /// loads it there before editing it and passing it to `booti`/`bootz`
+    /// (which may move it: keep `addr` clear of the image and modules).
+    pub fn dtb_file(mut self, source: impl Into<PathBuf>, addr: u64) -> Self {
+        self.dtb = Some(DtbFile { source: source.into(), addr });
+        self
+    }
+
+    /// The device tree from the disk, if any.
+    pub fn dtb(&self) -> Option<&DtbFile> {
+        self.dtb.as_ref()
+    }
+
+    /// The architecture.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// Where the script loads the image: [`BootScript::kernel_addr_r`], else
+    /// [`KERNEL_ADDR_R`].
+    pub fn load_address(&self) -> u64 {
+        self.kernel_addr_r.unwrap_or(KERNEL_ADDR_R)
     }
 
     /// Adds a module.
@@ -119,6 +195,10 @@ impl BootScript {
             let _ = writeln!(s, "setenv kernel_addr_r {addr:#x}");
         }
         let _ = writeln!(s, "load {dev} ${{kernel_addr_r}} {IMAGE_FILE}");
+        if let Some(dtb) = &self.dtb {
+            let _ = writeln!(s, "setenv fdt_addr {:#x}", dtb.addr);
+            let _ = writeln!(s, "load {dev} ${{fdt_addr}} {DTB_FILE}");
+        }
         s.push_str("fdt addr ${fdt_addr}\nfdt resize 4096\n");
         if let Some(args) = &self.bootargs {
             let _ = writeln!(s, "fdt set /chosen armature,bootargs {}", hush_quote(args));
@@ -213,9 +293,15 @@ pub struct UbootBoot {
 }
 
 impl UbootBoot {
-    /// Adds U-Boot, the disk and the environment flash to `qemu`.
+    /// Adds U-Boot (`-bios`), the disk and the environment flash to `qemu`.
     pub fn apply(&self, qemu: Qemu) -> Qemu {
-        let mut q = qemu.bios(firmware(self.arch)).drive(Drive::VirtioBlk(self.disk.clone()));
+        self.attach(qemu.bios(firmware(self.arch)))
+    }
+
+    /// Adds the disk and the environment flash (bank 1) to `qemu`, for a
+    /// U-Boot that something else loads and starts.
+    pub fn attach(&self, qemu: Qemu) -> Qemu {
+        let mut q = qemu.drive(Drive::VirtioBlk(self.disk.clone()));
         if let Some(flash) = &self.env_flash {
             q = q.drive(Drive::Pflash { index: 1, file: flash.clone() });
         }
@@ -241,7 +327,8 @@ fn u_boot_tool(name: &str) -> Result<Command> {
         .ok_or_else(|| Error::new(format!("{name} not found: install u-boot-tools (`./x setup` does)")))
 }
 
-/// Writes `boot.cmd`, `boot.scr`, the disk (script, image, modules) and,
+/// Writes `boot.cmd`, `boot.scr`, the disk (script, image, device tree,
+/// modules) and,
 /// for [`Environment::Fast`], the environment flash into `dir`.
 pub fn prepare(dir: &Path, image: &Path, script: &BootScript, env: Environment) -> Result<UbootBoot> {
     let arch = script.arch;
@@ -265,10 +352,13 @@ pub fn prepare(dir: &Path, image: &Path, script: &BootScript, env: Environment) 
     )?;
 
     let mut files: Vec<(&str, &Path)> = vec![("boot.scr", &scr_path), (IMAGE_FILE, image)];
-    let mut total = std::fs::metadata(image).context(|| format!("reading {}", image.display()))?.len();
-    for m in &script.modules {
-        files.push((&m.name, &m.source));
-        total += std::fs::metadata(&m.source).context(|| format!("reading {}", m.source.display()))?.len();
+    if let Some(dtb) = &script.dtb {
+        files.push((DTB_FILE, &dtb.source));
+    }
+    files.extend(script.modules.iter().map(|m| (m.name.as_str(), m.source.as_path())));
+    let mut total = 0;
+    for (_, source) in &files {
+        total += std::fs::metadata(source).context(|| format!("reading {}", source.display()))?.len();
     }
     let disk_path = dir.join("disk.img");
     disk::make_fat_disk(&disk_path, (total >> 20) + 64, &files)?;
@@ -319,6 +409,29 @@ mod tests {
         let load = s.find("load ${devtype}").unwrap_or_else(|| panic!("{s}"));
         assert!(set < load, "{s}");
         assert!(s.contains("booti ${kernel_addr_r} - ${fdt_addr}\n"), "{s}");
+    }
+
+    #[test]
+    fn a_dtb_file_is_loaded_to_fdt_addr_and_booted() {
+        let script = BootScript::new(Arch::Aarch64).dtb_file("/tmp/spin.dtb", 0x4800_0000).bootargs("x");
+        assert_eq!(script.dtb(), Some(&DtbFile { source: "/tmp/spin.dtb".into(), addr: 0x4800_0000 }));
+        let s = script.render();
+        let at = |line: &str| s.find(line).unwrap_or_else(|| panic!("no {line:?} in\n{s}"));
+        let set = at("setenv fdt_addr 0x48000000\n");
+        let load = at("load ${devtype} ${devnum}:${distro_bootpart} ${fdt_addr} armature.dtb\n");
+        let addr = at("fdt addr ${fdt_addr}\n");
+        let args = at("fdt set /chosen armature,bootargs \"x\"\n");
+        let boot = at("booti ${kernel_addr_r} - ${fdt_addr}\n");
+        assert!(set < load && load < addr && addr < args && args < boot, "{s}");
+        // Without it, QEMU's DT at the environment's fdt_addr.
+        assert!(!BootScript::new(Arch::Aarch64).render().contains("fdt_addr 0x"));
+    }
+
+    #[test]
+    fn load_address_is_kernel_addr_r() {
+        let script = BootScript::new(Arch::Aarch64);
+        assert_eq!((script.arch(), script.load_address()), (Arch::Aarch64, KERNEL_ADDR_R));
+        assert_eq!(script.kernel_addr_r(0x5000_0000).load_address(), 0x5000_0000);
     }
 
     #[test]

@@ -76,8 +76,18 @@ const REG_NAMES: [&str; 32] = [
 const DIGITS: usize = 16;
 
 /// Called by the vectors with the saved frame and the vector number (0-15).
+/// Returns only after handling a synchronous trap from a guest (the stub
+/// then resumes the guest from `frame`); everything else is a crash.
 #[unsafe(no_mangle)]
-extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u64) -> ! {
+extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u64) {
+    if vector == 8 {
+        crate::domain::guest_sync(frame);
+        return;
+    }
+    crash(frame, vector)
+}
+
+fn crash(frame: &mut ExceptionFrame, vector: u64) -> ! {
     let syn = Syndrome::new(frame.esr);
     let vector = (vector & 0xf) as usize;
     let is_panic = vector == 4 && syn.ec == 0x3c && syn.imm16() == crash::PANIC_BRK_IMM;

@@ -1,0 +1,183 @@
+//! Running guests at EL1 (AArch64): stage-2 translation registers, the EL2
+//! configuration a vCPU runs under, entering it, and injecting exceptions.
+//!
+//! A vCPU's registers live in an [`ExceptionFrame`] at the top of its
+//! physical CPU's trap stack: `enter_guest` restores it and `eret`s, a trap
+//! from the guest saves it at the same place and calls the Rust handler,
+//! which edits it (results in x0-x3, skipping an instruction, injecting an
+//! exception) before the stub resumes the guest.
+
+use super::exception::ExceptionFrame;
+use crate::mm::addr::PhysAddr;
+use crate::mm::lpae::{EntryWrite, Invalidation, Maintenance, TablePage};
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
+use core::arch::asm;
+use core::ptr::NonNull;
+
+/// Guest physical (IPA) bits: 39, walked from level 1 (VTCR_EL2.SL0 = 1).
+pub const IPA_BITS: u8 = 39;
+
+/// TLB maintenance for stage-2 tables of the domain whose VMID is loaded.
+#[derive(Debug, Default)]
+pub struct Stage2Maintenance {
+    live: bool,
+}
+
+impl Stage2Maintenance {
+    /// Tables no vCPU has run on yet.
+    pub const fn building() -> Self {
+        Self { live: false }
+    }
+
+    /// From now on a vCPU may run on the tables (its VMID is in VTTBR_EL2).
+    pub fn set_live(&mut self) {
+        self.live = true;
+    }
+}
+
+impl Maintenance for Stage2Maintenance {
+    fn entry_written(&mut self, _: &EntryWrite) {
+        if self.live {
+            // SAFETY: barrier only.
+            unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
+        }
+    }
+
+    fn table_filled(&mut self, _: PhysAddr, _: NonNull<TablePage>) {
+        if self.live {
+            // SAFETY: barrier only.
+            unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
+        }
+    }
+
+    fn invalidate(&mut self, what: Invalidation) {
+        if !self.live {
+            return;
+        }
+        let ipa = match what {
+            Invalidation::Leaf { input, .. } | Invalidation::Walk { input, .. } => Some(input),
+            Invalidation::Range { .. } => None,
+        };
+        // SAFETY: TLB maintenance for the VMID in VTTBR_EL2; stage-2 entries
+        // by IPA, then all stage-1 entries of the VMID (they may be combined).
+        unsafe {
+            match ipa {
+                Some(ipa) => asm!("dsb ishst", "tlbi ipas2e1is, {}", "dsb ish", "tlbi vmalle1is",
+                    in(reg) ipa >> 12, options(nostack, preserves_flags)),
+                None => asm!("dsb ishst", "tlbi vmalls12e1is", options(nostack, preserves_flags)),
+            }
+            asm!("dsb ish", "isb", options(nostack, preserves_flags));
+        }
+    }
+}
+
+/// Loads a domain's stage-2 tables: VTCR_EL2 (39-bit IPA, 4 KiB granule,
+/// inner-shareable write-back walks) and VTTBR_EL2 (VMID and root).
+pub fn load_stage2(root: PhysAddr, vmid: u16) {
+    let ps = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange).min(5);
+    VTCR_EL2.write(
+        VTCR_EL2::PS.val(ps)
+            + VTCR_EL2::TG0::Granule4KB
+            + VTCR_EL2::SH0::Inner
+            + VTCR_EL2::ORGN0::NormalWBRAWA
+            + VTCR_EL2::IRGN0::NormalWBRAWA
+            + VTCR_EL2::SL0::Granule4KBLevel1
+            + VTCR_EL2::T0SZ.val(64 - IPA_BITS as u64)
+            + VTCR_EL2::RES1::SET,
+    );
+    VTTBR_EL2.write(VTTBR_EL2::VMID.val(vmid as u64) + VTTBR_EL2::BADDR.val(root.as_u64() >> 1));
+    barrier::isb(barrier::SY);
+    // A VMID may have been used before: drop whatever the TLBs hold for it.
+    // SAFETY: TLB maintenance for the VMID just loaded.
+    unsafe { asm!("tlbi vmalls12e1is", "dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// Trap stacks: a vCPU's frame sits at the top while it runs.
+const TRAP_STACK: usize = 16 << 10;
+#[repr(C, align(16))]
+struct TrapStack([u8; TRAP_STACK]);
+static mut TRAP_STACKS: [TrapStack; super::smp::NR_CPUS] =
+    [const { TrapStack([0; TRAP_STACK]) }; super::smp::NR_CPUS];
+
+unsafe extern "C" {
+    fn enter_guest(frame: *mut ExceptionFrame) -> !;
+}
+
+/// Starts a vCPU at EL1h with its MMU off and interrupts masked, at `pc`
+/// with `x0` (the guest's DTB) and virtual MPIDR `vmpidr`, on this physical
+/// CPU, under the stage-2 tables loaded by [`load_stage2`]. Never returns:
+/// from now on this CPU runs the guest and handles its traps.
+pub fn run_vcpu(pc: u64, x0: u64, vmpidr: u64) -> ! {
+    // HCR_EL2: stage 2 on; physical IRQ/FIQ/SError to EL2 and virtual ones
+    // to the guest; SMC trapped (SMCCC goes through the hypervisor); set/way
+    // cache operations made safe; EL1 is AArch64. WFI/WFE are not trapped:
+    // a vCPU alone on its physical CPU waits natively.
+    HCR_EL2.write(
+        HCR_EL2::VM::Enable
+            + HCR_EL2::SWIO::SET
+            + HCR_EL2::FMO::EnableVirtualFIQ
+            + HCR_EL2::IMO::EnableVirtualIRQ
+            + HCR_EL2::AMO::SET
+            + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
+            + HCR_EL2::RW::EL1IsAarch64,
+    );
+    VMPIDR_EL2.set(vmpidr | (1 << 31));
+    // The guest may read the physical counter and use the physical timer.
+    CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCEN::SET + CNTHCTL_EL2::EL1PCTEN::SET);
+    CNTVOFF_EL2.set(0);
+    // SCTLR_EL1 in its reset-like state: MMU and caches off, RES1 bits.
+    const SCTLR_EL1_RES1: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
+    SCTLR_EL1.set(SCTLR_EL1_RES1);
+    barrier::isb(barrier::SY);
+
+    let cpu = crate::cpu::this_cpu();
+    let stacks = &raw mut TRAP_STACKS;
+    // SAFETY: each physical CPU uses its own trap stack, and this one is
+    // not in use: the CPU is about to leave EL2 for good.
+    let top = unsafe { (*stacks)[cpu].0.as_mut_ptr().add(TRAP_STACK) };
+    let frame = (top as usize - core::mem::size_of::<ExceptionFrame>()) as *mut ExceptionFrame;
+    // SPSR: EL1h, D, A, I, F masked.
+    const SPSR_EL1H_MASKED: u64 = 0x3c5;
+    // SAFETY: `frame` is inside this CPU's trap stack, aligned (16-byte
+    // stack top, 288-byte frame) and writable.
+    unsafe {
+        frame.write(ExceptionFrame { x: [0; 31], sp: 0, elr: pc, spsr: SPSR_EL1H_MASKED, esr: 0, far: 0 });
+        (*frame).x[0] = x0;
+        enter_guest(frame)
+    }
+}
+
+/// The physical address bits of the guest fault: HPFAR_EL2 gives the IPA
+/// page, FAR_EL2 the offset inside it.
+pub fn fault_ipa(far: u64) -> u64 {
+    ((HPFAR_EL2.get() & 0x0000_0fff_ffff_fff0) << 8) | (far & 0xfff)
+}
+
+/// Makes the guest take a synchronous external data abort at `far`, as if
+/// its own access had faulted (the vCPU returns into its EL1 vector).
+pub fn inject_data_abort(frame: &mut ExceptionFrame, far: u64) {
+    inject_sync(frame, (0x25 << 26) | (1 << 25) | 0x10, far);
+}
+
+/// Makes the guest take an undefined-instruction exception.
+pub fn inject_undefined(frame: &mut ExceptionFrame) {
+    inject_sync(frame, 1 << 25, 0);
+}
+
+fn inject_sync(frame: &mut ExceptionFrame, esr: u64, far: u64) {
+    let from_el1 = frame.spsr & 0b1100 == 0b0100;
+    let esr = if from_el1 { esr } else { (esr & !(0x3f << 26)) | (((esr >> 26) & 0x3f & !1) << 26) };
+    ESR_EL1.set(esr);
+    FAR_EL1.set(far);
+    ELR_EL1.set(frame.elr);
+    SPSR_EL1.set(frame.spsr);
+    // Vector offset: current EL with SP_ELx 0x200, SP_EL0 0x0; lower EL 0x400.
+    let offset = match frame.spsr & 0b1111 {
+        0b0101 => 0x200,
+        0b0100 => 0x0,
+        _ => 0x400,
+    };
+    frame.elr = VBAR_EL1.get() + offset;
+    frame.spsr = 0x3c5; // EL1h, DAIF masked
+}

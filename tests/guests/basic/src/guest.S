@@ -1,0 +1,126 @@
+/*
+ * The basic test guest. Armature loads it as dom0 (a /chosen
+ * multiboot,kernel module) and enters it at EL1 with the MMU off. It prints
+ * through Armature's console hypercall and checks, one line each:
+ *   - PSCI_VERSION over HVC answers 1.1;
+ *   - a read of guest-physical 0x1000 (nothing there) comes back as a data
+ *     abort injected into the guest (EC 0x25), and the guest goes on;
+ *   - a read right above its 128 MiB of RAM also aborts: with the page
+ *     allocator handing out memory from the top, that is the hypervisor's
+ *     own memory (its heap): stage 2 isolates the guest from it;
+ * then asks for PSCI SYSTEM_OFF. Every check prints PASS or FAIL.
+ *
+ * Registers: x20 counts data aborts taken; x9 is puts' cursor.
+ */
+        .equ    HVC_PUTC,        0x86000100
+        .equ    PSCI_VERSION,    0x84000000
+        .equ    PSCI_SYSTEM_OFF, 0x84000008
+
+        .section .text.boot, "ax"
+        .global _start
+_start:                                 /* Linux arm64 Image header */
+        b       entry
+        .long   0
+        .quad   0                       /* text_offset */
+        .quad   __image_size
+        .quad   0xa                     /* LE, 4K pages, anywhere */
+        .quad   0, 0, 0
+        .ascii  "ARM\x64"
+        .long   0
+
+entry:
+        adr     x0, vectors
+        msr     vbar_el1, x0
+        isb
+        adr     x0, msg_hello
+        bl      puts
+
+        ldr     w0, =PSCI_VERSION
+        hvc     #0
+        ldr     x2, =0x10001
+        cmp     x0, x2
+        adr     x0, msg_psci_pass
+        adr     x1, msg_psci_fail
+        csel    x0, x0, x1, eq
+        bl      puts
+
+        /* Nothing at guest-physical 0x1000: the read must abort. */
+        mov     x20, #0
+        mov     x1, #0x1000
+        ldr     x2, [x1]
+        cmp     x20, #1
+        adr     x0, msg_abort_pass
+        adr     x1, msg_abort_fail
+        csel    x0, x0, x1, eq
+        bl      puts
+
+        /* Right above our 128 MiB: the hypervisor's memory, must abort too. */
+        mov     x20, #0
+        adr     x1, _start
+        mov     x2, #0x08000000
+        add     x1, x1, x2
+        ldr     x2, [x1]
+        cmp     x20, #1
+        adr     x0, msg_isolation_pass
+        adr     x1, msg_isolation_fail
+        csel    x0, x0, x1, eq
+        bl      puts
+
+        adr     x0, msg_done
+        bl      puts
+        ldr     w0, =PSCI_SYSTEM_OFF
+        hvc     #0
+        adr     x0, msg_off_fail
+        bl      puts
+2:      wfi
+        b       2b
+
+/*
+ * puts: print a NUL-terminated string with the console hypercall.
+ *   In: x0 = string. Clobbers x0, x1, x9.
+ */
+puts:
+        mov     x9, x0
+1:      ldrb    w1, [x9], #1
+        cbz     w1, 2f
+        ldr     w0, =HVC_PUTC
+        hvc     #0
+        b       1b
+2:      ret
+
+/*
+ * EL1 vectors: a synchronous data abort from this EL (EC 0x25) is counted
+ * in x20 and the faulting load skipped; anything else fails the test.
+ */
+        .balign 0x800
+vectors:
+        .balign 0x200                   /* current EL with SP_ELx: sync at +0x200 */
+        .space  0x200
+        mrs     x21, esr_el1
+        ubfx    x21, x21, #26, #6
+        cmp     x21, #0x25
+        b.ne    unexpected
+        add     x20, x20, #1
+        mrs     x21, elr_el1
+        add     x21, x21, #4
+        msr     elr_el1, x21
+        eret
+unexpected:
+        adr     x0, msg_unexpected
+        bl      puts
+        ldr     w0, =PSCI_SYSTEM_OFF
+        hvc     #0
+3:      wfi
+        b       3b
+
+        .section .rodata
+msg_hello:          .asciz "basic guest: hello from EL1\n"
+msg_psci_pass:      .asciz "PASS psci-version: 1.1\n"
+msg_psci_fail:      .asciz "FAIL psci-version\n"
+msg_abort_pass:     .asciz "PASS abort: the read of IPA 0x1000 came back as a data abort\n"
+msg_abort_fail:     .asciz "FAIL abort: no data abort for IPA 0x1000\n"
+msg_isolation_pass: .asciz "PASS isolation: the hypervisor's memory above the domain is not mapped\n"
+msg_isolation_fail: .asciz "FAIL isolation: memory outside the domain was readable\n"
+msg_unexpected:     .asciz "FAIL unexpected exception\n"
+msg_done:           .asciz "basic guest: done, powering off\n"
+msg_off_fail:       .asciz "FAIL SYSTEM_OFF returned\n"

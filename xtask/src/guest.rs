@@ -1,0 +1,53 @@
+//! Test guests (`tests/guests/<name>/`): tiny EL1 programs Armature boots as
+//! dom0, each checking a few behaviours and printing PASS/FAIL lines through
+//! Armature's console hypercall. This module builds them and sets QEMU up so
+//! that Armature finds one as its dom0 kernel: loaded with `-device loader`
+//! and described by a `/chosen/module@…` node (`multiboot,kernel`), the
+//! binding Xen uses.
+
+use crate::paths::{self, write_atomic};
+use crate::{Context, Error, Qemu, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where the harness puts the guest image in RAM (QEMU virt: clear of the
+/// image at RAM + 2 MiB and of QEMU's DTB at RAM + 128 MiB).
+pub const MODULE_ADDR: u64 = 0x4a00_0000;
+
+/// Builds the test guest `name` and returns its flat image.
+pub fn build(name: &str) -> Result<PathBuf> {
+    let dir = paths::armature_dir().join("guests").join(name);
+    std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+    let manifest = format!("tests/guests/{name}/Cargo.toml");
+    let bin = format!("guest-{name}");
+    let (_, flat) = crate::payload::build(&manifest, &bin, &dir.join("cargo"), &format!("the {name} test guest"))?;
+    let out = dir.join(format!("{bin}.bin"));
+    write_atomic(&out, &flat.bytes)?;
+    Ok(out)
+}
+
+/// `qemu` with `guest` as dom0's kernel module: QEMU's own DTB for the
+/// machine, dumped into `dir`, with the module node added; the guest loaded
+/// at [`MODULE_ADDR`]. The caller adds `-kernel` (Armature).
+pub fn as_dom0(qemu: Qemu, guest: &Path, dir: &Path) -> Result<Qemu> {
+    let dtb = dir.join("dom0.dtb");
+    qemu.dump_dtb(&dtb)?;
+    let size = std::fs::metadata(guest).context(|| format!("reading {}", guest.display()))?.len();
+    let node = format!("/chosen/module@{MODULE_ADDR:x}");
+    let reg = [MODULE_ADDR >> 32, MODULE_ADDR & 0xffff_ffff, size >> 32, size & 0xffff_ffff].map(|v| format!("{v:x}"));
+    let mut reg_args = vec!["-t", "x", node.as_str(), "reg"];
+    reg_args.extend(reg.iter().map(String::as_str));
+    for args in [
+        &["-t", "x", "/chosen", "#address-cells", "2"][..],
+        &["-t", "x", "/chosen", "#size-cells", "2"],
+        &["-c", node.as_str()],
+        &["-t", "s", node.as_str(), "compatible", "multiboot,kernel", "multiboot,module"],
+        &reg_args,
+    ] {
+        let st = Command::new("fdtput").arg(&dtb).args(args).status().context(|| "running fdtput".to_string())?;
+        if !st.success() {
+            return Err(Error::new(format!("fdtput {args:?} on {} failed", dtb.display())));
+        }
+    }
+    Ok(qemu.dtb(&dtb).load_at(guest, MODULE_ADDR))
+}
