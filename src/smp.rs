@@ -40,12 +40,18 @@ extern "C" fn armature_secondary_main(cpu: usize) -> ! {
     let method = METHOD.get(cpu).map_or(0, |m| m.load(Ordering::Acquire));
     info!("CPU {cpu} (MPIDR {:#x}) online via {}", crate::arch::smp::mpidr(), method_name(method));
     set_online(cpu);
-    // Idle until there is work (domains come later); stop for good when
-    // another CPU crashes (it sends an event after claiming the report).
+    idle(cpu)
+}
+
+/// The idle loop of physical CPU `cpu`: run the vCPU pinned here when it is
+/// started (PSCI `CPU_ON` from the guest wakes every CPU), stop for good
+/// when another CPU crashes (it sends an event after claiming the report).
+pub fn idle(cpu: usize) -> ! {
     loop {
         if crate::crash::in_progress() {
             crate::arch::halt();
         }
+        crate::domain::run_pending(cpu);
         crate::arch::smp::wait();
     }
 }

@@ -21,7 +21,7 @@ fn basic(test: &str, gic: u8, smp: u32) {
         .markers([
             "d0: 128 MiB RAM at 0x000077c00000-0x00007fbfffff (1:1)",
             "kernel module 0x00004a000000-",
-            "d0: entering vCPU0 at 0x",
+            "d0v0: entering at 0x",
             "d0v0: basic guest: hello from EL1",
             "d0v0: PASS psci-version: 1.1",
             "d0v0: read of IPA 0x1000 (VA 0x1000) at PC 0x",
@@ -47,4 +47,61 @@ fn basic_guest_gicv3() {
 #[test]
 fn basic_guest_gicv2() {
     basic("aarch64-dom0-basic-gicv2", 2, 4);
+}
+
+/// The PSCI guest on `smp` physical CPUs (so `smp` vCPUs): CPU_ON of every
+/// secondary vCPU, each on its own physical CPU, a refused second CPU_ON,
+/// CPU_OFF and AFFINITY_INFO, an unknown call.
+fn psci(test: &str, gic: u8, smp: u32) {
+    let guest = xtask::guest::build("psci").unwrap_or_else(|e| panic!("{e}"));
+    let img = image(Arch::Aarch64, &[]);
+    let qemu = Qemu::aarch64().gic(gic).smp(smp).memory("1G");
+    let qemu = xtask::guest::as_dom0(qemu, &guest, &scratch(test)).unwrap_or_else(|e| panic!("{e}")).kernel(&img.bin);
+    let mut markers = vec![
+        format!("d0: {smp} vCPU(s), pinned one per physical CPU"),
+        "d0v0: psci guest: vCPU 0 up".to_string(),
+        "d0v0: PASS psci-features: CPU_ON supported".to_string(),
+    ];
+    markers.push(format!("d0v0: PASS cpu-on: {} vCPU(s) started, a second CPU_ON refused, all OFF again", smp - 1));
+    markers.extend(["d0v0: PASS unknown-call: NOT_SUPPORTED".to_string(), "d0: PSCI SYSTEM_OFF".to_string()]);
+    let expect = Expect::new()
+        .markers(markers)
+        .failure_markers(["FAIL", "PANIC", "----[ Armature", "FATAL", "crashed"])
+        .timeout(BOOT_TIMEOUT);
+    let outcome = common::boot(test, &qemu, &expect);
+    for v in 1..smp {
+        for line in [format!("d0v{v}: vCPU {v} online, MPIDR as targeted"), format!("d0v{v}: PSCI CPU_OFF")] {
+            assert!(outcome.log.contains(&line), "missing {line:?}\n{}", outcome.log);
+        }
+    }
+}
+
+#[test]
+fn psci_guest_matrix() {
+    for (gic, smp) in [(3, 1), (3, 2), (3, 4), (2, 2), (2, 4)] {
+        psci(&format!("aarch64-dom0-psci-gicv{gic}-smp{smp}"), gic, smp);
+    }
+}
+
+/// A kernel module that is not code (zeros): the guest's exceptions fault
+/// again and again; the hypervisor says so and resets the machine instead
+/// of looping forever.
+#[test]
+fn a_guest_that_cannot_run_crashes_loudly() {
+    let test = "aarch64-dom0-garbage";
+    let dir = scratch(test);
+    let garbage = dir.join("zeros.bin");
+    std::fs::write(&garbage, vec![0u8; 4096]).unwrap();
+    let img = image(Arch::Aarch64, &[]);
+    let qemu = Qemu::aarch64().gic(3).smp(1).memory("1G");
+    let qemu = xtask::guest::as_dom0(qemu, &garbage, &dir).unwrap_or_else(|e| panic!("{e}")).kernel(&img.bin);
+    let expect = Expect::new()
+        .markers([
+            "injected",
+            "32 exceptions injected in a row without progress",
+            "d0: hardware domain crashed: resetting the machine",
+        ])
+        .failure_markers(["PANIC", "----[ Armature"])
+        .timeout(BOOT_TIMEOUT);
+    common::boot(test, &qemu, &expect);
 }

@@ -59,8 +59,9 @@ fn clash_then_relocate_poisoned() {
     top_of_ram("aarch64-reloc-clash-1g", "1G", 0x8000_0000, &["clash-test", "poison-old-image"]);
 }
 
-/// Boot modules listed in `/chosen` (the Xen binding) fill the top 16 MiB:
-/// the image must go below them, never over them.
+/// Boot modules listed in `/chosen` (the Xen binding) fill the top 24 MiB:
+/// the image must go below them, never over them. (Both are ramdisks: a
+/// kernel module would be started as dom0, and these hold no code.)
 #[test]
 fn below_boot_modules_at_the_top_of_ram() {
     let test = "aarch64-reloc-below-modules";
@@ -75,7 +76,7 @@ fn below_boot_modules_at_the_top_of_ram() {
     fdtput(&["-t", "x", "/chosen", "#address-cells", "2"]);
     fdtput(&["-t", "x", "/chosen", "#size-cells", "2"]);
     for (name, base, size, kind) in
-        [("module@7f000000", 0x7f00_0000u64, 0x100_0000u64, "multiboot,kernel"), ("module@7e800000", 0x7e80_0000, 0x80_0000, "multiboot,ramdisk")]
+        [("module@7f000000", 0x7f00_0000u64, 0x100_0000u64, "multiboot,ramdisk"), ("module@7e800000", 0x7e80_0000, 0x80_0000, "multiboot,ramdisk")]
     {
         let path = format!("/chosen/{name}");
         fdtput(&["-c", &path]);

@@ -22,6 +22,8 @@ use crate::mm::frames::FrameError;
 use crate::mm::lpae::{Access, Attributes, CreateError, Geometry, MapError, MapOptions, MemoryType, PageTable, Stage2};
 use crate::psci::fid;
 use core::fmt;
+use crate::arch::smp::NR_CPUS;
+use crate::vpsci::{Action, PsciDomain, SmcccCall, StartInfo, UnhandledCalls, VcpuPower};
 use core::sync::atomic::{AtomicU32, Ordering};
 use log::{info, warn};
 use tables::FrameTables;
@@ -32,7 +34,9 @@ pub const DOM0_MEM_DEFAULT: u64 = 128 << 20;
 /// domain's console (used by the test guests; dom0 Linux gets a UART).
 pub const HVC_CONSOLE_PUTC: u32 = 0x8600_0100;
 
-/// A guest.
+/// A guest. Shared by the physical CPUs running its vCPUs: the power state
+/// of each vCPU is lock-free (PSCI `CPU_ON` races are settled by atomics in
+/// [`crate::vpsci`]), the stage-2 tables have their own lock.
 pub struct Domain {
     /// Domain number (0 for dom0).
     pub id: u16,
@@ -40,8 +44,36 @@ pub struct Domain {
     pub vmid: u16,
     /// Its RAM (guest physical = host physical for dom0).
     pub ram: Region,
+    /// Number of vCPUs; vCPU `n` runs on physical CPU `n` (pinned), with
+    /// virtual MPIDR Aff0 = `n`.
+    pub nvcpus: usize,
+    /// Root of its stage-2 tables (for VTTBR_EL2).
+    pub stage2_root: PhysAddr,
     /// Its stage-2 tables.
-    pub stage2: PageTable<Stage2, FrameTables, Stage2Maintenance>,
+    pub stage2: spin::Mutex<PageTable<Stage2, FrameTables, Stage2Maintenance>>,
+    /// Power state of each vCPU (PSCI).
+    pub power: [VcpuPower; NR_CPUS],
+    /// SMCCC calls it made that are not handled.
+    pub unhandled: UnhandledCalls,
+}
+
+impl PsciDomain for Domain {
+    fn vcpus(&self) -> &[VcpuPower] {
+        &self.power[..self.nvcpus]
+    }
+
+    fn vcpu_by_mpidr(&self, affinity: u64) -> Option<usize> {
+        let n = affinity as usize;
+        (affinity < self.nvcpus as u64).then_some(n)
+    }
+
+    fn is_guest_ram(&self, ipa: u64) -> bool {
+        ipa >= self.ram.base && ipa < self.ram.end()
+    }
+
+    fn unhandled(&self) -> &UnhandledCalls {
+        &self.unhandled
+    }
 }
 
 /// Why a domain could not be built.
@@ -91,24 +123,46 @@ impl fmt::Display for DomainError {
 static FIRMWARE_CONDUIT: AtomicU32 = AtomicU32::new(0);
 
 /// Builds dom0 from the kernel module `kernel` with `mem` bytes of RAM and
-/// runs its vCPU 0 on this CPU. Returns only on error.
+/// one vCPU per online physical CPU, and runs its vCPU 0 on this CPU (the
+/// boot CPU). Returns only on error.
 pub fn start_dom0(kernel: Region, mem: u64, conduit: Conduit) -> DomainError {
     FIRMWARE_CONDUIT.store(if conduit == Conduit::Hvc { 2 } else { 1 }, Ordering::Relaxed);
-    match build_dom0(kernel, mem) {
+    let nvcpus = (crate::cpu::online_mask().trailing_ones() as usize).clamp(1, NR_CPUS);
+    match build_dom0(kernel, mem, nvcpus) {
         Ok((dom, entry)) => {
-            guest::load_stage2(dom.stage2.root(), dom.vmid);
-            let mut dom = dom;
-            dom.stage2.maintenance_mut().set_live();
-            info!("d0: entering vCPU0 at {entry:#x} (EL1, MMU off), stage-2 root {}", dom.stage2.root());
-            *DOM0.lock() = Some(dom);
-            guest::run_vcpu(entry, 0, 0)
+            dom.stage2.lock().maintenance_mut().set_live();
+            let dom = DOM0.call_once(|| dom);
+            info!("d0: {} vCPU(s), pinned one per physical CPU; stage-2 root {}", dom.nvcpus, dom.stage2_root);
+            // vCPU 0 starts at the kernel entry, like a CPU_ON from nowhere.
+            let _ = dom.power[0].try_start(entry, 0);
+            match dom.power[0].take_start() {
+                Some(start) => run_here(dom, 0, start),
+                None => DomainError::NoKernel,
+            }
         }
         Err(e) => e,
     }
 }
 
 /// Dom0, once built.
-pub static DOM0: spin::Mutex<Option<Domain>> = spin::Mutex::new(None);
+pub static DOM0: spin::Once<Domain> = spin::Once::new();
+
+/// Runs vCPU `vcpu` of `dom` on this physical CPU from `start`.
+fn run_here(dom: &Domain, vcpu: usize, start: StartInfo) -> ! {
+    guest::load_stage2(dom.stage2_root, dom.vmid);
+    info!("d0v{vcpu}: entering at {:#x} (EL1, MMU off), x0 = {:#x}", start.entry, start.context);
+    guest::run_vcpu(start.entry, start.context, vcpu as u64)
+}
+
+/// Called by an idle physical CPU (`cpu`): if dom0's vCPU pinned to it has
+/// been started (PSCI `CPU_ON`), run it. Returns if there is nothing to run.
+pub fn run_pending(cpu: usize) {
+    if let Some(dom) = DOM0.get() {
+        if let Some(start) = dom.power.get(cpu).and_then(VcpuPower::take_start) {
+            run_here(dom, cpu, start);
+        }
+    }
+}
 
 /// Where Linux wants a 2 MiB-aligned base plus `text_offset`; an image with
 /// no arm64 Image header is loaded at the base.
@@ -122,7 +176,7 @@ fn image_layout(image: &[u8]) -> (u64, u64) {
     }
 }
 
-fn build_dom0(kernel: Region, mem: u64) -> Result<(Domain, u64), DomainError> {
+fn build_dom0(kernel: Region, mem: u64, nvcpus: usize) -> Result<(Domain, u64), DomainError> {
     let mem = mem.next_multiple_of(2 << 20);
     let base = {
         let mut frames = FRAMES.lock();
@@ -157,7 +211,18 @@ fn build_dom0(kernel: Region, mem: u64) -> Result<(Domain, u64), DomainError> {
         ram,
         kernel
     );
-    Ok((Domain { id: 0, vmid: 1, ram, stage2: s2 }, entry))
+    let stage2_root = s2.root();
+    let dom = Domain {
+        id: 0,
+        vmid: 1,
+        ram,
+        nvcpus,
+        stage2_root,
+        stage2: spin::Mutex::new(s2),
+        power: [const { VcpuPower::new() }; NR_CPUS],
+        unhandled: UnhandledCalls::default(),
+    };
+    Ok((dom, entry))
 }
 
 /// A guest console line, written out at each newline.
@@ -166,10 +231,12 @@ struct LineBuf {
     len: usize,
 }
 
-static CONSOLE: spin::Mutex<LineBuf> = spin::Mutex::new(LineBuf { buf: [0; 160], len: 0 });
+static CONSOLE: [spin::Mutex<LineBuf>; NR_CPUS] =
+    [const { spin::Mutex::new(LineBuf { buf: [0; 160], len: 0 }) }; NR_CPUS];
 
-fn console_putc(c: u8) {
-    let mut l = CONSOLE.lock();
+fn console_putc(vcpu: usize, c: u8) {
+    let Some(l) = CONSOLE.get(vcpu) else { return };
+    let mut l = l.lock();
     if c != b'\n' && l.len < l.buf.len() {
         let n = l.len;
         l.buf[n] = c;
@@ -177,7 +244,7 @@ fn console_putc(c: u8) {
         return;
     }
     let line = core::str::from_utf8(&l.buf[..l.len]).unwrap_or("(not UTF-8)");
-    info!("d0v0: {line}");
+    info!("d0v{vcpu}: {line}");
     l.len = 0;
     if c != b'\n' {
         let n = l.len;
@@ -186,61 +253,122 @@ fn console_putc(c: u8) {
     }
 }
 
+/// Exceptions injected into each vCPU in a row, without a hypercall in
+/// between: a guest whose exception vectors fault again forever.
+static INJECTED: [AtomicU32; NR_CPUS] = [const { AtomicU32::new(0) }; NR_CPUS];
+/// More than this many in a row and the domain is considered crashed.
+const MAX_INJECTED_IN_A_ROW: u32 = 32;
+
+fn injected(vcpu: usize, frame: &ExceptionFrame) {
+    let n = INJECTED[vcpu].fetch_add(1, Ordering::Relaxed) + 1;
+    if n > MAX_INJECTED_IN_A_ROW {
+        crash_domain(vcpu, frame);
+    }
+}
+
+/// The hardware domain cannot go on: say why and reset the machine, as Xen
+/// does ("Hardware Dom0 crashed: rebooting machine").
+fn crash_domain(vcpu: usize, frame: &ExceptionFrame) -> ! {
+    log::error!(
+        "d0v{vcpu}: {MAX_INJECTED_IN_A_ROW} exceptions injected in a row without progress (last at PC {:#x}, \
+         ESR {:#x}): the guest cannot handle its own exceptions",
+        frame.elr,
+        frame.esr
+    );
+    log::error!("d0: hardware domain crashed: resetting the machine");
+    firmware(fid::SYSTEM_RESET);
+    crate::arch::halt()
+}
+
 /// A synchronous trap from a guest: `frame` holds its registers and is
 /// updated for the return.
 pub fn guest_sync(frame: &mut ExceptionFrame) {
     let syn = Syndrome::new(frame.esr);
+    let vcpu = crate::cpu::this_cpu();
     match syn.ec {
-        0x16 => smccc(frame),
+        0x16 => {
+            INJECTED[vcpu].store(0, Ordering::Relaxed);
+            smccc(frame, vcpu)
+        }
         0x17 => {
-            smccc(frame);
+            INJECTED[vcpu].store(0, Ordering::Relaxed);
             frame.elr += 4; // a trapped SMC returns to the instruction itself
+            smccc(frame, vcpu);
         }
         0x24 => {
             let ipa = guest::fault_ipa(frame.far);
             warn!(
-                "d0v0: {} of IPA {ipa:#x} (VA {:#x}) at PC {:#x}: not the domain's memory nor a device; abort injected",
+                "d0v{vcpu}: {} of IPA {ipa:#x} (VA {:#x}) at PC {:#x}: not the domain's memory nor a device; abort injected",
                 if syn.is_write() { "write" } else { "read" },
                 frame.far,
                 frame.elr
             );
             guest::inject_data_abort(frame, frame.far);
+            injected(vcpu, frame);
+        }
+        0x20 => {
+            let ipa = guest::fault_ipa(frame.far);
+            warn!(
+                "d0v{vcpu}: instruction fetch from IPA {ipa:#x} (VA {:#x}): not the domain's memory; abort injected",
+                frame.far
+            );
+            guest::inject_instruction_abort(frame, frame.far);
+            injected(vcpu, frame);
         }
         ec => {
             warn!(
-                "d0v0: unhandled trap EC {ec:#04x} ({}) at PC {:#x}; undefined instruction injected",
+                "d0v{vcpu}: unhandled trap EC {ec:#04x} ({}) at PC {:#x}; undefined instruction injected",
                 syn.class_name(),
                 frame.elr
             );
             guest::inject_undefined(frame);
+            injected(vcpu, frame);
         }
     }
 }
 
-fn smccc(frame: &mut ExceptionFrame) {
+fn smccc(frame: &mut ExceptionFrame, vcpu: usize) {
     let id = frame.x[0] as u32;
-    let ret: i64 = match id {
-        HVC_CONSOLE_PUTC => {
-            console_putc(frame.x[1] as u8);
-            0
-        }
-        fid::VERSION => 0x1_0001,
-        fid::SYSTEM_OFF => {
-            info!("d0: PSCI SYSTEM_OFF from the hardware domain: powering off");
-            let c = if FIRMWARE_CONDUIT.load(Ordering::Relaxed) == 2 { Conduit::Hvc } else { Conduit::Smc };
-            crate::arch::firmware_call(c, fid::SYSTEM_OFF, 0, 0, 0);
-            -6
-        }
-        fid::SYSTEM_RESET => {
-            info!("d0: PSCI SYSTEM_RESET from the hardware domain: resetting");
-            let c = if FIRMWARE_CONDUIT.load(Ordering::Relaxed) == 2 { Conduit::Hvc } else { Conduit::Smc };
-            crate::arch::firmware_call(c, fid::SYSTEM_RESET, 0, 0, 0);
-            -6
-        }
-        other => {
-            warn!("d0v0: unhandled SMCCC call {other:#010x}: NOT_SUPPORTED");
-            -1
-        }
+    if id == HVC_CONSOLE_PUTC {
+        console_putc(vcpu, frame.x[1] as u8);
+        frame.x[0] = 0;
+        return;
+    }
+    let Some(dom) = DOM0.get() else {
+        frame.x[0] = u64::MAX; // NOT_SUPPORTED
+        return;
     };
-    frame.x[0] = ret as u64;
+    let call = SmcccCall::aarch64(vcpu, [frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
+    let out = crate::vpsci::handle(dom, &call);
+    frame.x[..4].copy_from_slice(&out.regs);
+    if let Some(u) = out.unhandled {
+        if u.first {
+            warn!("d0v{vcpu}: {u}: NOT_SUPPORTED (reported once per ID)");
+        }
+    }
+    match out.action {
+        Action::Resume | Action::WaitForInterrupt => {}
+        Action::StartVcpu { vcpu: target, entry, context } => {
+            info!("d0v{vcpu}: PSCI CPU_ON vCPU{target} at {entry:#x} (context {context:#x})");
+            crate::arch::wake_all();
+        }
+        Action::StopVcpu => {
+            info!("d0v{vcpu}: PSCI CPU_OFF");
+            dom.power[vcpu].stopped();
+            crate::smp::idle(vcpu)
+        }
+        Action::SystemOff => {
+            info!("d0: PSCI SYSTEM_OFF from the hardware domain: powering off");
+            firmware(fid::SYSTEM_OFF);
+        }
+        Action::SystemReset => {
+            info!("d0: PSCI SYSTEM_RESET from the hardware domain: resetting");
+            firmware(fid::SYSTEM_RESET);
+        }
+    }
+}
+
+fn firmware(f: u32) {
+    let c = if FIRMWARE_CONDUIT.load(Ordering::Relaxed) == 2 { Conduit::Hvc } else { Conduit::Smc };
+    crate::arch::firmware_call(c, f, 0, 0, 0);
 }

@@ -75,7 +75,15 @@ pub(crate) fn read_bits(st: &State, bank: usize, first: u32, reg: BitReg) -> u32
 
 /// Writes `value` to `reg` for INTIDs `first..first + 32`. An SPI the guest
 /// activates is held by its first target (vCPU 0 if it has none).
-pub(crate) fn write_bits(st: &mut State, cfg: &VgicConfig, bank: usize, first: u32, reg: BitReg, value: u32, out: &mut Outcome) {
+pub(crate) fn write_bits(
+    st: &mut State,
+    cfg: &VgicConfig,
+    bank: usize,
+    first: u32,
+    reg: BitReg,
+    value: u32,
+    out: &mut Outcome,
+) {
     for i in 0..32 {
         let intid = first + i;
         let set = value & (1 << i) != 0;

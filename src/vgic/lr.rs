@@ -358,8 +358,13 @@ mod tests {
         assert_eq!(sw(3, LrState::Active, 0, false, 5, true).encode_v2(), 0x2008_1403);
         // Hardware SPI 40 -> physical 72, pending+active, priority 0xf8:
         // 1 << 31 | 3 << 28 | 0x1f << 23 | 72 << 10 | 40 = 0xbf81_2028.
-        let hw =
-            Lr { vintid: 40, state: LrState::PendingActive, priority: 0xf8, group1: false, kind: LrKind::Hardware { pintid: 72 } };
+        let hw = Lr {
+            vintid: 40,
+            state: LrState::PendingActive,
+            priority: 0xf8,
+            group1: false,
+            kind: LrKind::Hardware { pintid: 72 },
+        };
         assert_eq!(hw.encode_v2(), 0xbf81_2028);
         // The low three priority bits do not exist in GICH_LR.
         assert_eq!(sw(42, LrState::Pending, 0xa7, true, 0, false).encode_v2(), 0x5a00_002a);
@@ -375,7 +380,13 @@ mod tests {
         assert_eq!(sw(1, LrState::Active, 0x80, true, 3, true).encode_v3(), 0x9080_0200_0000_0001);
         // Hardware PPI 27 -> physical 27, pending, priority 0xa8, group 1:
         // 1 << 62 | 1 << 61 | 1 << 60 | 0xa8 << 48 | 27 << 32 | 27 = 0x70a8_001b_0000_001b.
-        let hw = Lr { vintid: 27, state: LrState::Pending, priority: 0xa8, group1: true, kind: LrKind::Hardware { pintid: 27 } };
+        let hw = Lr {
+            vintid: 27,
+            state: LrState::Pending,
+            priority: 0xa8,
+            group1: true,
+            kind: LrKind::Hardware { pintid: 27 },
+        };
         assert_eq!(hw.encode_v3(), 0x70a8_001b_0000_001b);
         // pending+active = 0b11 in bits 63:62.
         assert_eq!(sw(5, LrState::PendingActive, 0, false, 0, false).encode_v3(), 0xc000_0000_0000_0005);
@@ -387,7 +398,13 @@ mod tests {
             sw(42, LrState::Pending, 0xa0, true, 0, false),
             sw(3, LrState::Active, 0x08, false, 7, true),
             sw(1019, LrState::PendingActive, 0xf8, true, 2, false),
-            Lr { vintid: 33, state: LrState::Active, priority: 0x10, group1: true, kind: LrKind::Hardware { pintid: 1000 } },
+            Lr {
+                vintid: 33,
+                state: LrState::Active,
+                priority: 0x10,
+                group1: true,
+                kind: LrKind::Hardware { pintid: 1000 },
+            },
         ];
         for lr in cases {
             assert_eq!(Lr::decode_v2(lr.encode_v2()), lr, "{lr:?}");
@@ -405,7 +422,13 @@ mod tests {
 
     #[test]
     fn hardware_lrs_have_no_eoi_bit() {
-        let mut hw = Lr { vintid: 40, state: LrState::Active, priority: 0, group1: false, kind: LrKind::Hardware { pintid: 40 } };
+        let mut hw = Lr {
+            vintid: 40,
+            state: LrState::Active,
+            priority: 0,
+            group1: false,
+            kind: LrKind::Hardware { pintid: 40 },
+        };
         hw.request_eoi();
         assert_eq!(hw.kind, LrKind::Hardware { pintid: 40 });
         assert_eq!(hw.encode_v3() & V3_EOI, 0);

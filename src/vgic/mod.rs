@@ -63,7 +63,7 @@
 //! by the GICv2 and GICv3 frames), `v2` and `v3` (the register maps).
 
 use core::fmt;
-use core::ops::{BitOr, BitOrAssign, BitAnd};
+use core::ops::{BitAnd, BitOr, BitOrAssign};
 
 pub use crate::dt::GicVersion;
 
@@ -719,7 +719,10 @@ impl Vgic {
         let (stale, n) = st.take_listed(vcpu);
         for &intid in &stale[..n] {
             let intid = u32::from(intid);
-            let state = st.irq(vcpu, intid).and_then(|i| i.listed).map_or(LrState::Invalid, |l| LrState::new(l.pending, l.active));
+            let state = st
+                .irq(vcpu, intid)
+                .and_then(|i| i.listed)
+                .map_or(LrState::Invalid, |l| LrState::new(l.pending, l.active));
             st.unlist(cfg, vcpu, intid, state, &mut ignored);
         }
         let capacity = out.len().min(MAX_LRS);

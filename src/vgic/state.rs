@@ -168,11 +168,7 @@ impl State {
     /// Interrupt `intid` as `bank` sees it (SGIs and PPIs are banked per
     /// vCPU); `None` if not implemented.
     pub fn irq(&self, bank: usize, intid: u32) -> Option<&Irq> {
-        if intid < 32 {
-            self.vcpus.get(bank)?.private.get(intid as usize)
-        } else {
-            self.spis.get(intid as usize - 32)
-        }
+        if intid < 32 { self.vcpus.get(bank)?.private.get(intid as usize) } else { self.spis.get(intid as usize - 32) }
     }
 
     /// Mutable [`State::irq`].
@@ -246,7 +242,8 @@ impl State {
         if !f(irq) {
             return;
         }
-        if hw_ops && irq.listed.is_none()
+        if hw_ops
+            && irq.listed.is_none()
             && let Some(p) = irq.hw
         {
             match (held, irq.holds()) {
@@ -277,9 +274,7 @@ impl State {
     /// Whether `vcpu` has a pending interrupt (not active) it can take at
     /// priority `threshold` (its priority value is lower).
     pub fn signallable(&self, cfg: &VgicConfig, vcpu: usize, threshold: u8) -> bool {
-        let ok = |intid: u32| {
-            self.candidate(cfg, vcpu, intid).is_some_and(|k| k.class == 1 && k.priority < threshold)
-        };
+        let ok = |intid: u32| self.candidate(cfg, vcpu, intid).is_some_and(|k| k.class == 1 && k.priority < threshold);
         (0..32).any(ok) || (32..cfg.spi_end()).any(ok)
     }
 

@@ -167,7 +167,13 @@ fn redist_typer(cfg: &VgicConfig, vcpu: usize) -> u64 {
 
 /// The `size`-byte part at `off` of 64-bit register value `v` at `base`.
 fn part(v: u64, off: u64, base: u64, size: usize) -> u64 {
-    if size == 8 { v } else if off - base >= 4 { v >> 32 } else { v & 0xffff_ffff }
+    if size == 8 {
+        v
+    } else if off - base >= 4 {
+        v >> 32
+    } else {
+        v & 0xffff_ffff
+    }
 }
 
 /// A distributor read at `off`.
@@ -183,7 +189,9 @@ pub(crate) fn dist_read(st: &State, cfg: &VgicConfig, off: u64, size: usize) -> 
         Reg::Priority(first) if first < 32 => 0,
         Reg::Priority(first) => dist::read_priority(st, 0, first, size),
         Reg::Config(n) => u64::from(dist::read_config(st, 0, n * 16)),
-        Reg::Irouter(n, _) => st.irq(0, n).filter(|_| n >= 32).map_or(0, |irq| part(irq.route, off, 0x6000 + 8 * u64::from(n), size)),
+        Reg::Irouter(n, _) => {
+            st.irq(0, n).filter(|_| n >= 32).map_or(0, |irq| part(irq.route, off, 0x6000 + 8 * u64::from(n), size))
+        }
         Reg::Pidr2 => PIDR2_V3,
         Reg::Typer2 | Reg::Statusr | Reg::Targets(_) | Reg::Sgir | Reg::SgiPending(_) | Reg::Grpmod(_) => 0,
         Reg::Nsacr(_) | Reg::Ident => 0,

@@ -160,6 +160,11 @@ pub fn inject_data_abort(frame: &mut ExceptionFrame, far: u64) {
     inject_sync(frame, (0x25 << 26) | (1 << 25) | 0x10, far);
 }
 
+/// Makes the guest take a synchronous external instruction abort at `far`.
+pub fn inject_instruction_abort(frame: &mut ExceptionFrame, far: u64) {
+    inject_sync(frame, (0x21 << 26) | (1 << 25) | 0x10, far);
+}
+
 /// Makes the guest take an undefined-instruction exception.
 pub fn inject_undefined(frame: &mut ExceptionFrame) {
     inject_sync(frame, 1 << 25, 0);
