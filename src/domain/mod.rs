@@ -76,8 +76,9 @@ impl PsciDomain for Domain {
     }
 }
 
-/// Why a domain could not be built.
+/// Why a domain could not be built (once per boot: its size does not matter).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum DomainError {
     /// No kernel module in `/chosen`.
     NoKernel,
@@ -157,10 +158,10 @@ fn run_here(dom: &Domain, vcpu: usize, start: StartInfo) -> ! {
 /// Called by an idle physical CPU (`cpu`): if dom0's vCPU pinned to it has
 /// been started (PSCI `CPU_ON`), run it. Returns if there is nothing to run.
 pub fn run_pending(cpu: usize) {
-    if let Some(dom) = DOM0.get() {
-        if let Some(start) = dom.power.get(cpu).and_then(VcpuPower::take_start) {
-            run_here(dom, cpu, start);
-        }
+    if let Some(dom) = DOM0.get()
+        && let Some(start) = dom.power.get(cpu).and_then(VcpuPower::take_start)
+    {
+        run_here(dom, cpu, start);
     }
 }
 
@@ -176,6 +177,7 @@ fn image_layout(image: &[u8]) -> (u64, u64) {
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn build_dom0(kernel: Region, mem: u64, nvcpus: usize) -> Result<(Domain, u64), DomainError> {
     let mem = mem.next_multiple_of(2 << 20);
     let base = {
@@ -341,10 +343,10 @@ fn smccc(frame: &mut ExceptionFrame, vcpu: usize) {
     let call = SmcccCall::aarch64(vcpu, [frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
     let out = crate::vpsci::handle(dom, &call);
     frame.x[..4].copy_from_slice(&out.regs);
-    if let Some(u) = out.unhandled {
-        if u.first {
-            warn!("d0v{vcpu}: {u}: NOT_SUPPORTED (reported once per ID)");
-        }
+    if let Some(u) = out.unhandled
+        && u.first
+    {
+        warn!("d0v{vcpu}: {u}: NOT_SUPPORTED (reported once per ID)");
     }
     match out.action {
         Action::Resume | Action::WaitForInterrupt => {}
