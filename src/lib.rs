@@ -45,6 +45,7 @@ pub mod domain;
 pub mod dt;
 pub mod logger;
 pub mod mm;
+pub mod mmio;
 pub mod platform;
 pub mod psci;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]

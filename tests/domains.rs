@@ -105,3 +105,47 @@ fn a_guest_that_cannot_run_crashes_loudly() {
         .timeout(BOOT_TIMEOUT);
     common::boot(test, &qemu, &expect);
 }
+
+/// The vGIC guest: its distributor (and GICv3 redistributors) accesses trap
+/// to Armature, are decoded from the syndrome and served by the vGIC model.
+fn vgic(test: &str, gic: u8, smp: u32, lines: &[String]) {
+    let guest = xtask::guest::build("vgic").unwrap_or_else(|e| panic!("{e}"));
+    let img = image(Arch::Aarch64, &[]);
+    let qemu = Qemu::aarch64().gic(gic).smp(smp).memory("1G");
+    let qemu = xtask::guest::as_dom0(qemu, &guest, &scratch(test)).unwrap_or_else(|e| panic!("{e}")).kernel(&img.bin);
+    let mut markers = vec![format!("d0: vGICv{gic} with 288 lines: GICD 0x000008000000-"), "d0v0: vgic guest: up".to_string()];
+    // `lines`: the version and TYPER lines, then the version's last check.
+    markers.extend(lines[..2].iter().cloned());
+    markers.extend(
+        ["PASS enable: SPI 33 enabled", "PASS disable: SPI 33 disabled", "PASS priority: byte access"]
+            .map(|l| format!("d0v0: {l}")),
+    );
+    markers.extend(lines[2..].iter().cloned());
+    markers.push("d0: PSCI SYSTEM_OFF".to_string());
+    let expect = Expect::new()
+        .markers(markers)
+        .failure_markers(["FAIL", "PANIC", "----[ Armature", "FATAL", "crashed", "abort injected"])
+        .timeout(BOOT_TIMEOUT);
+    common::boot(test, &qemu, &expect);
+}
+
+#[test]
+fn vgic_v2_distributor() {
+    // 288 lines: ITLinesNumber 8; 2 vCPUs: ITARGETSR masked to 0b11.
+    vgic(
+        "aarch64-dom0-vgic-v2",
+        2,
+        2,
+        &["d0v0: GICv2 distributor".into(), "d0v0: TYPER ITLinesNumber 0x8, CPUs 2".into(), "d0v0: ITARGETSR SPI 33 after writing 0xff: 0x3".into()],
+    );
+}
+
+#[test]
+fn vgic_v3_distributor_and_redistributor() {
+    vgic(
+        "aarch64-dom0-vgic-v3",
+        3,
+        2,
+        &["d0v0: GICv3 distributor".into(), "d0v0: TYPER ITLinesNumber 0x8".into(), "d0v0: GICR_TYPER affinity 0x0, Last 0".into()],
+    );
+}

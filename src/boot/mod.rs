@@ -196,7 +196,12 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     if relocated.is_some() {
         match dt.kernel_module() {
             Ok(Some((kernel, _args))) => {
-                let e = crate::domain::start_dom0(kernel, crate::domain::DOM0_MEM_DEFAULT, conduit);
+                let gic = dt.gic().ok().map(|g| crate::domain::HostGic {
+                    version: g.version,
+                    gicd: g.dist,
+                    gicr: g.redist.as_slice().first().copied(),
+                });
+                let e = crate::domain::start_dom0(kernel, crate::domain::DOM0_MEM_DEFAULT, conduit, gic);
                 fatal(format_args!("dom0: {e}"));
             }
             Ok(None) => {}

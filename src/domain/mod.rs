@@ -23,6 +23,9 @@ use crate::mm::lpae::{Access, Attributes, CreateError, Geometry, MapError, MapOp
 use crate::psci::fid;
 use core::fmt;
 use crate::arch::smp::NR_CPUS;
+use crate::dt::gic::GicVersion;
+use crate::mmio;
+use crate::vgic::{Frame as VgicFrame, GICR_STRIDE, Vgic, VgicConfig};
 use crate::vpsci::{Action, PsciDomain, SmcccCall, StartInfo, UnhandledCalls, VcpuPower};
 use core::sync::atomic::{AtomicU32, Ordering};
 use log::{info, warn};
@@ -55,7 +58,36 @@ pub struct Domain {
     pub power: [VcpuPower; NR_CPUS],
     /// SMCCC calls it made that are not handled.
     pub unhandled: UnhandledCalls,
+    /// Its virtual GIC (emulated distributor and redistributors), if the
+    /// host GIC could be described.
+    pub vgic: Option<DomainVgic>,
 }
+
+/// A domain's virtual GIC and where the guest sees it (dom0: at the host
+/// GIC's addresses).
+pub struct DomainVgic {
+    /// The model.
+    pub model: Vgic,
+    /// GICD.
+    pub gicd: Region,
+    /// GICR frames (GICv3), one per vCPU.
+    pub gicr: Option<Region>,
+}
+
+/// What the hypervisor knows of the host GIC, for dom0's vGIC.
+#[derive(Clone, Copy, Debug)]
+pub struct HostGic {
+    /// Programming model.
+    pub version: GicVersion,
+    /// GICD.
+    pub gicd: Region,
+    /// First GICR region (GICv3).
+    pub gicr: Option<Region>,
+}
+
+/// Interrupt lines of dom0's vGIC: QEMU virt's 256 SPIs + 32. (Later: the
+/// host's GICD_TYPER.)
+const VGIC_LINES: u32 = 288;
 
 impl PsciDomain for Domain {
     fn vcpus(&self) -> &[VcpuPower] {
@@ -126,10 +158,10 @@ static FIRMWARE_CONDUIT: AtomicU32 = AtomicU32::new(0);
 /// Builds dom0 from the kernel module `kernel` with `mem` bytes of RAM and
 /// one vCPU per online physical CPU, and runs its vCPU 0 on this CPU (the
 /// boot CPU). Returns only on error.
-pub fn start_dom0(kernel: Region, mem: u64, conduit: Conduit) -> DomainError {
+pub fn start_dom0(kernel: Region, mem: u64, conduit: Conduit, gic: Option<HostGic>) -> DomainError {
     FIRMWARE_CONDUIT.store(if conduit == Conduit::Hvc { 2 } else { 1 }, Ordering::Relaxed);
     let nvcpus = (crate::cpu::online_mask().trailing_ones() as usize).clamp(1, NR_CPUS);
-    match build_dom0(kernel, mem, nvcpus) {
+    match build_dom0(kernel, mem, nvcpus, gic) {
         Ok((dom, entry)) => {
             dom.stage2.lock().maintenance_mut().set_live();
             let dom = DOM0.call_once(|| dom);
@@ -178,7 +210,7 @@ fn image_layout(image: &[u8]) -> (u64, u64) {
 }
 
 #[allow(clippy::result_large_err)]
-fn build_dom0(kernel: Region, mem: u64, nvcpus: usize) -> Result<(Domain, u64), DomainError> {
+fn build_dom0(kernel: Region, mem: u64, nvcpus: usize, gic: Option<HostGic>) -> Result<(Domain, u64), DomainError> {
     let mem = mem.next_multiple_of(2 << 20);
     let base = {
         let mut frames = FRAMES.lock();
@@ -214,6 +246,15 @@ fn build_dom0(kernel: Region, mem: u64, nvcpus: usize) -> Result<(Domain, u64), 
         kernel
     );
     let stage2_root = s2.root();
+    let vgic = gic.and_then(|g| {
+        let model = Vgic::new(VgicConfig::new(g.version, nvcpus, VGIC_LINES))
+            .map_err(|e| warn!("d0: no vGIC: {e}"))
+            .ok()?;
+        let gicr = g.gicr.map(|r| Region { base: r.base, size: (nvcpus as u64) * GICR_STRIDE });
+        info!("d0: vGIC{} with {VGIC_LINES} lines: GICD {}{}", if g.version == GicVersion::V3 { "v3" } else { "v2" }, g.gicd,
+            gicr.map_or(alloc::string::String::new(), |r| alloc::format!(", GICR {r}")));
+        Some(DomainVgic { model, gicd: g.gicd, gicr })
+    });
     let dom = Domain {
         id: 0,
         vmid: 1,
@@ -223,6 +264,7 @@ fn build_dom0(kernel: Region, mem: u64, nvcpus: usize) -> Result<(Domain, u64), 
         stage2: spin::Mutex::new(s2),
         power: [const { VcpuPower::new() }; NR_CPUS],
         unhandled: UnhandledCalls::default(),
+        vgic,
     };
     Ok((dom, entry))
 }
@@ -298,15 +340,17 @@ pub fn guest_sync(frame: &mut ExceptionFrame) {
             smccc(frame, vcpu);
         }
         0x24 => {
-            let ipa = guest::fault_ipa(frame.far);
-            warn!(
-                "d0v{vcpu}: {} of IPA {ipa:#x} (VA {:#x}) at PC {:#x}: not the domain's memory nor a device; abort injected",
-                if syn.is_write() { "write" } else { "read" },
-                frame.far,
-                frame.elr
-            );
-            guest::inject_data_abort(frame, frame.far);
-            injected(vcpu, frame);
+            if !emulate_mmio(frame, vcpu) {
+                let ipa = guest::fault_ipa(frame.far);
+                warn!(
+                    "d0v{vcpu}: {} of IPA {ipa:#x} (VA {:#x}) at PC {:#x}: not the domain's memory nor a device; abort injected",
+                    if syn.is_write() { "write" } else { "read" },
+                    frame.far,
+                    frame.elr
+                );
+                guest::inject_data_abort(frame, frame.far);
+                injected(vcpu, frame);
+            }
         }
         0x20 => {
             let ipa = guest::fault_ipa(frame.far);
@@ -368,6 +412,47 @@ fn smccc(frame: &mut ExceptionFrame, vcpu: usize) {
             firmware(fid::SYSTEM_RESET);
         }
     }
+}
+
+/// Emulates a trapped access to one of the domain's emulated devices (its
+/// vGIC distributor and redistributors). Returns false if the address is
+/// not one of them. An access that cannot be decoded (no syndrome) or that
+/// the device refuses is logged; refused ones complete as read-as-zero /
+/// write-ignored, undecodable ones get an abort.
+fn emulate_mmio(frame: &mut ExceptionFrame, vcpu: usize) -> bool {
+    let Some(v) = DOM0.get().and_then(|d| d.vgic.as_ref()) else { return false };
+    let ipa = guest::fault_ipa(frame.far);
+    let (region, what) = if v.gicd.base <= ipa && ipa < v.gicd.end() {
+        (v.gicd, VgicFrame::Distributor)
+    } else if let Some(r) = v.gicr.filter(|r| r.base <= ipa && ipa < r.end()) {
+        (r, VgicFrame::Redistributors)
+    } else {
+        return false;
+    };
+    let acc = match mmio::decode(frame.esr, frame.far, guest::hpfar()) {
+        Ok(a) => a,
+        Err(e) => {
+            warn!("d0v{vcpu}: vGIC access at PC {:#x} cannot be emulated: {e}; abort injected", frame.elr);
+            guest::inject_data_abort(frame, frame.far);
+            return true;
+        }
+    };
+    let offset = acc.ipa.as_u64() - region.base;
+    let size = acc.size.bytes() as usize;
+    if acc.write {
+        let value = acc.write_data(&frame.x);
+        if let Err(e) = v.model.write(what, vcpu, offset, size, value) {
+            warn!("d0v{vcpu} {e} (write ignored)");
+        }
+    } else {
+        let value = v.model.read(what, vcpu, offset, size).unwrap_or_else(|e| {
+            warn!("d0v{vcpu} {e} (read as zero)");
+            0
+        });
+        acc.complete_load(&mut frame.x, value);
+    }
+    frame.elr += u64::from(acc.insn_len);
+    true
 }
 
 fn firmware(f: u32) {

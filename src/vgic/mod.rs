@@ -4,7 +4,7 @@
 //!
 //! This module owns the *model* only — pure logic, no `asm!`, no system
 //! registers, no physical GIC: values in, values out. The arch code
-//! ([`crate::arch`]) owns the hardware side and drives the model:
+//! (`crate::arch`) owns the hardware side and drives the model:
 //!
 //! - **Trapped MMIO** to the guest's `GICD` or `GICR` region goes to
 //!   [`Vgic::read`] / [`Vgic::write`] with the offset into that region.
@@ -31,7 +31,7 @@
 //!   with the [`Maintenance`] bits in `GICH_HCR` / `ICH_HCR_EL2`.
 //!   Between fold and flush the vCPU has nothing listed, so the model is
 //!   the whole truth for it; interrupts listed on *other*, running vCPUs
-//!   are handled as [`state`] describes.
+//!   are handled as the `state` submodule describes.
 //! - Every call that changes state returns an [`Outcome`]: the vCPUs to
 //!   kick (send a physical SGI to the CPU running them so that they exit,
 //!   fold and flush; it may name the caller, and idle vCPUs should be woken
@@ -498,6 +498,12 @@ pub struct Vgic {
     state: spin::Mutex<State>,
 }
 
+// A domain's vGIC is shared by the physical CPUs running its vCPUs.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Vgic>();
+};
+
 impl Vgic {
     /// A vGIC in its reset state.
     pub fn new(cfg: VgicConfig) -> Result<Self, ConfigError> {
@@ -761,7 +767,12 @@ impl Vgic {
         let (listed, n) = st.take_listed(vcpu);
         for &intid in &listed[..n] {
             let intid = u32::from(intid);
-            let state = lrs.iter().find(|l| l.vintid == intid).map_or(LrState::Invalid, |l| l.state);
+            // At most one valid register holds an INTID; empty ones (such as
+            // unused `Lr::INVALID`s, INTID 0) must not hide it.
+            let state = lrs
+                .iter()
+                .find(|l| l.vintid == intid && l.state != LrState::Invalid)
+                .map_or(LrState::Invalid, |l| l.state);
             st.unlist(&self.cfg, vcpu, intid, state, &mut out);
         }
         Ok(out)

@@ -693,6 +693,19 @@ fn fold_back_takes_the_guests_progress() {
 }
 
 #[test]
+fn fold_finds_sgi_0_behind_empty_registers() {
+    let g = vgic(GicVersion::V3, 1);
+    enable_all(&g);
+    let _ = g.raise(Virq::Private { vcpu: 0, intid: 0 }).unwrap();
+    let mut lrs = [Lr::INVALID; 4];
+    let _ = g.flush(0, &mut lrs, 0xff).unwrap();
+    assert_eq!((lrs[0].vintid, lrs[0].state), (0, LrState::Pending));
+    lrs.reverse(); // the empty ones (also INTID 0) first
+    let _ = g.fold(0, &lrs).unwrap();
+    assert!(snap(&g, Virq::Private { vcpu: 0, intid: 0 }).pending, "not taken: still pending");
+}
+
+#[test]
 fn new_edge_while_active_gives_pending_active() {
     let g = vgic(GicVersion::V3, 1);
     enable_all(&g);

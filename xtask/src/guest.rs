@@ -7,17 +7,35 @@
 
 use crate::paths::{self, write_atomic};
 use crate::{Context, Error, Qemu, Result};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::process::Command;
 
 /// Where the harness puts the guest image in RAM (QEMU virt: clear of the
 /// image at RAM + 2 MiB and of QEMU's DTB at RAM + 128 MiB).
 pub const MODULE_ADDR: u64 = 0x4a00_0000;
 
-/// Builds the test guest `name` and returns its flat image.
+/// The test guest `name`, built at most once per process however many
+/// tests ask for it; returns its flat image.
 pub fn build(name: &str) -> Result<PathBuf> {
+    type Cell = Arc<OnceLock<Result<PathBuf>>>;
+    static BUILT: OnceLock<Mutex<HashMap<String, Cell>>> = OnceLock::new();
+    let cell: Cell = {
+        let mut map = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(name.to_string()).or_default().clone()
+    };
+    cell.get_or_init(|| build_now(name)).clone()
+}
+
+/// Builds the test guest `name` now, under a file lock (test processes run
+/// side by side).
+fn build_now(name: &str) -> Result<PathBuf> {
     let dir = paths::armature_dir().join("guests").join(name);
     std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+    let lock_path = dir.join(".build.lock");
+    let lock = std::fs::File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock().context(|| format!("locking {}", lock_path.display()))?;
     let manifest = format!("tests/guests/{name}/Cargo.toml");
     let bin = format!("guest-{name}");
     let (_, flat) = crate::payload::build(&manifest, &bin, &dir.join("cargo"), &format!("the {name} test guest"))?;

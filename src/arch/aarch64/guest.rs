@@ -148,6 +148,11 @@ pub fn run_vcpu(pc: u64, x0: u64, vmpidr: u64) -> ! {
     }
 }
 
+/// HPFAR_EL2: the faulting IPA's page of the last stage-2 abort.
+pub fn hpfar() -> u64 {
+    HPFAR_EL2.get()
+}
+
 /// The physical address bits of the guest fault: HPFAR_EL2 gives the IPA
 /// page, FAR_EL2 the offset inside it.
 pub fn fault_ipa(far: u64) -> u64 {
