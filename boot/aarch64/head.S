@@ -41,6 +41,27 @@
         /* MmuRegs in boot/early/src/aarch64.rs: ttbr0, tcr, mair, sctlr, entry_va, image_va. */
         .equ    MMUREGS_SIZE,   (6 * 8)
 
+/*
+ * mmu_on: turn the MMU on with new tables, from a CPU whose MMU is off and
+ * which runs from an identity-mapped page (so the next fetch works in both
+ * worlds). TTBR is only ever written here, and in switch_ttbr, with the MMU off.
+ *   In: x0 = TTBR0_EL2, x1 = TCR_EL2, x2 = MAIR_EL2, x3 = SCTLR_EL2 (M set).
+ */
+.macro mmu_on
+        tlbi    alle2
+        dsb     nsh
+        isb
+        msr     mair_el2, x2
+        msr     tcr_el2, x1
+        msr     ttbr0_el2, x0
+        isb
+        msr     sctlr_el2, x3
+        isb
+        ic      iallu
+        dsb     nsh
+        isb
+.endm
+
 /* Load the PC-relative address of \sym into \reg (+/- 4 GiB, no relocation). */
 .macro adr_l reg, sym
         adrp    \reg, \sym
@@ -310,18 +331,7 @@ secondary_entry:
         ldp     x0, x1, [x20, #SB_TTBR] /* TTBR0_EL2 (bring-up), TCR_EL2 */
         ldp     x2, x3, [x20, #SB_MAIR] /* MAIR_EL2, SCTLR_EL2 */
         ldp     x23, x24, [x20, #SB_VBAR] /* VBAR_EL2, entry (runtime VAs) */
-        tlbi    alle2
-        dsb     nsh
-        isb
-        msr     mair_el2, x2
-        msr     tcr_el2, x1
-        msr     ttbr0_el2, x0
-        isb
-        msr     sctlr_el2, x3
-        isb
-        ic      iallu
-        dsb     nsh
-        isb
+        mmu_on
         msr     vbar_el2, x23
         isb
         mov     sp, x22
@@ -382,18 +392,7 @@ enable_mmu:
         cmp     x5, x6
         b.lo    1b
         dsb     sy
-        tlbi    alle2
-        dsb     nsh
-        isb
-        msr     mair_el2, x2
-        msr     tcr_el2, x1
-        msr     ttbr0_el2, x0
-        isb
-        msr     sctlr_el2, x3
-        isb
-        ic      iallu
-        dsb     nsh
-        isb
+        mmu_on
         br      x4
 
 /*

@@ -1,4 +1,4 @@
-//! Test guests (`tests/guests/<name>/`): tiny EL1 programs Armature boots as
+//! Test guests (`tests/guests/asm/<name>.S`): tiny EL1 programs Armature boots as
 //! dom0, each checking a few behaviours and printing PASS/FAIL lines through
 //! Armature's console hypercall. This module builds them and sets QEMU up so
 //! that Armature finds one as its dom0 kernel: loaded with `-device loader`
@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::process::Command;
+
+/// The crate holding every test guest (one binary each).
+const MANIFEST: &str = "tests/guests/Cargo.toml";
 
 /// Where the harness puts the guest image in RAM (QEMU virt: clear of the
 /// image at RAM + 2 MiB and of QEMU's DTB at RAM + 128 MiB).
@@ -36,9 +39,9 @@ fn build_now(name: &str) -> Result<PathBuf> {
     let lock_path = dir.join(".build.lock");
     let lock = std::fs::File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
     lock.lock().context(|| format!("locking {}", lock_path.display()))?;
-    let manifest = format!("tests/guests/{name}/Cargo.toml");
     let bin = format!("guest-{name}");
-    let (_, flat) = crate::payload::build(&manifest, &bin, &dir.join("cargo"), &format!("the {name} test guest"))?;
+    let cargo_dir = paths::armature_dir().join("guests").join("cargo");
+    let (_, flat) = crate::payload::build(MANIFEST, &bin, &cargo_dir, &format!("the {name} test guest"))?;
     let out = dir.join(format!("{bin}.bin"));
     write_atomic(&out, &flat.bytes)?;
     Ok(out)

@@ -11,21 +11,8 @@
  *   - GICv3: the first redistributor's GICR_TYPER says vCPU 0;
  * then asks for SYSTEM_OFF. No stack; x19 = GICD base, x26 = version.
  */
-        .equ    HVC_PUTC,         0x86000100
-        .equ    PSCI_SYSTEM_OFF,  0x84000008
 
-        .section .text.boot, "ax"
-        .global _start
-_start:                                 /* Linux arm64 Image header */
-        b       entry
-        .long   0
-        .quad   0
-        .quad   __image_size
-        .quad   0xa
-        .quad   0, 0, 0
-        .ascii  "ARM\x64"
-        .long   0
-
+        .text
 entry:
         adr     x0, msg_hello
         bl      puts
@@ -131,40 +118,8 @@ done:   adr     x0, msg_done
 3:      wfi
         b       3b
 
-/* puthex: print x1 (< 16^2) as hex digits, no prefix. Clobbers x0-x3, x10. */
-puthex:
-        mov     x10, x30
-        mov     x3, x1
-        lsr     x1, x3, #4
-        cbz     x1, 1f
-        and     x1, x1, #0xf
-        bl      hexdigit
-1:      and     x1, x3, #0xf
-        bl      hexdigit
-        mov     x30, x10
-        ret
-hexdigit:
-        cmp     x1, #10
-        add     x2, x1, #48
-        add     x1, x1, #87
-        csel    x1, x2, x1, lo
-        b       putc
 
-/* putc: print the byte in x1. Clobbers x0. */
-putc:
-        ldr     w0, =HVC_PUTC
-        hvc     #0
-        ret
 
-/* puts: print a NUL-terminated string. In: x0. Clobbers x0, x1, x9. */
-puts:
-        mov     x9, x0
-1:      ldrb    w1, [x9], #1
-        cbz     w1, 2f
-        ldr     w0, =HVC_PUTC
-        hvc     #0
-        b       1b
-2:      ret
 
         .section .rodata
 msg_hello:         .asciz "vgic guest: up\n"

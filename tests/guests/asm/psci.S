@@ -18,26 +18,13 @@
  * Registers (vCPU 0): x22 vCPUs started, x23 target, x24 timeout counter.
  * Secondaries: x25 their number (the CPU_ON context ID). No stack is used.
  */
-        .equ    HVC_PUTC,         0x86000100
         .equ    PSCI_FEATURES,    0x8400000a
         .equ    PSCI_CPU_OFF,     0x84000002
         .equ    PSCI_CPU_ON64,    0xc4000003
         .equ    PSCI_AFFINITY64,  0xc4000004
-        .equ    PSCI_SYSTEM_OFF,  0x84000008
         .equ    UNKNOWN_ID,       0x8600ff55
 
-        .section .text.boot, "ax"
-        .global _start
-_start:                                 /* Linux arm64 Image header */
-        b       entry
-        .long   0
-        .quad   0
-        .quad   __image_size
-        .quad   0xa
-        .quad   0, 0, 0
-        .ascii  "ARM\x64"
-        .long   0
-
+        .text
 entry:
         bl      flag_address
         str     wzr, [x0]               /* secondaries: wait */
@@ -164,21 +151,7 @@ flag_address:
         add     x0, x0, #0x10, lsl #12
         ret
 
-/* putc: print the byte in x1. Clobbers x0. */
-putc:
-        ldr     w0, =HVC_PUTC
-        hvc     #0
-        ret
 
-/* puts: print a NUL-terminated string. In: x0. Clobbers x0, x1, x9. */
-puts:
-        mov     x9, x0
-1:      ldrb    w1, [x9], #1
-        cbz     w1, 2f
-        ldr     w0, =HVC_PUTC
-        hvc     #0
-        b       1b
-2:      ret
 
         .section .rodata
 msg_hello:         .asciz "psci guest: vCPU 0 up\n"

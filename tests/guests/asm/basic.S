@@ -12,22 +12,9 @@
  *
  * Registers: x20 counts data aborts taken; x9 is puts' cursor.
  */
-        .equ    HVC_PUTC,        0x86000100
         .equ    PSCI_VERSION,    0x84000000
-        .equ    PSCI_SYSTEM_OFF, 0x84000008
 
-        .section .text.boot, "ax"
-        .global _start
-_start:                                 /* Linux arm64 Image header */
-        b       entry
-        .long   0
-        .quad   0                       /* text_offset */
-        .quad   __image_size
-        .quad   0xa                     /* LE, 4K pages, anywhere */
-        .quad   0, 0, 0
-        .ascii  "ARM\x64"
-        .long   0
-
+        .text
 entry:
         adr     x0, vectors
         msr     vbar_el1, x0
@@ -75,18 +62,6 @@ entry:
 2:      wfi
         b       2b
 
-/*
- * puts: print a NUL-terminated string with the console hypercall.
- *   In: x0 = string. Clobbers x0, x1, x9.
- */
-puts:
-        mov     x9, x0
-1:      ldrb    w1, [x9], #1
-        cbz     w1, 2f
-        ldr     w0, =HVC_PUTC
-        hvc     #0
-        b       1b
-2:      ret
 
 /*
  * EL1 vectors: a synchronous data abort from this EL (EC 0x25) is counted
