@@ -16,6 +16,8 @@ pub mod fid {
     pub const CPU_ON_64: u32 = 0xc400_0003;
     /// CPU_ON, SMC32 calling convention.
     pub const CPU_ON_32: u32 = 0x8400_0003;
+    /// PSCI_FEATURES (PSCI 1.0 and later).
+    pub const FEATURES: u32 = 0x8400_000a;
 }
 
 /// PSCI return codes.

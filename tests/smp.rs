@@ -75,3 +75,37 @@ fn a_cpu_that_does_not_exist_is_named_and_skipped() {
         .timeout(BOOT_TIMEOUT);
     common::boot(test, &qemu.kernel(&img.bin).dtb(&dtb), &expect);
 }
+
+/// A spin-table CPU that never comes: the device tree lists a third CPU
+/// (MPIDR 5, absent) with a release address nobody polls. Armature writes
+/// the entry there, waits its 1 s, names the CPU and boots on.
+#[test]
+fn a_cpu_that_never_checks_in_times_out() {
+    let test = "aarch64-smp-no-check-in";
+    let img = image(Arch::Aarch64, &[]);
+    let qemu = Qemu::aarch64().gic(3).smp(2).memory("1G");
+    let dtb = scratch(test).join("ghost-cpu.dtb");
+    qemu.dump_dtb(&dtb).unwrap_or_else(|e| panic!("{e}"));
+    for args in [
+        &["-c", "/cpus/cpu@5"][..],
+        &["-t", "s", "/cpus/cpu@5", "device_type", "cpu"],
+        &["-t", "s", "/cpus/cpu@5", "compatible", "arm,cortex-a57"],
+        &["-t", "x", "/cpus/cpu@5", "reg", "5"],
+        &["-t", "s", "/cpus/cpu@5", "enable-method", "spin-table"],
+        &["-t", "x", "/cpus/cpu@5", "cpu-release-addr", "0", "4fff0000"],
+    ] {
+        common::fdtput(&dtb, args);
+    }
+    let expect = Expect::new()
+        .markers([
+            "PSCI: CPU_ON (0xc4000003) supported (PSCI_FEATURES)",
+            // `fdtput -c` put cpu@5 first in /cpus, so it is tried first.
+            "(cpu@5, MPIDR 0x5) did not come online within 1000 ms (via spin-table)",
+            "(MPIDR 0x1) online via psci",
+            "CPUs online: 2 of 3",
+            "Powering off via PSCI SYSTEM_OFF",
+        ])
+        .failure_markers(["PANIC", "----[ Armature", "FATAL"])
+        .timeout(BOOT_TIMEOUT);
+    common::boot(test, &qemu.kernel(&img.bin).dtb(&dtb), &expect);
+}

@@ -165,6 +165,15 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
         Ok(v) => {
             let (major, minor) = psci::version_parts(v);
             info!("PSCI: firmware v{major}.{minor} via {}", conduit_name(conduit));
+            // PSCI 1.0+: ask whether CPU_ON is there, rather than assume it.
+            if major >= 1 {
+                let cpu_on = if cfg!(target_arch = "aarch64") { psci::fid::CPU_ON_64 } else { psci::fid::CPU_ON_32 };
+                let r = arch::firmware_call(conduit, psci::fid::FEATURES, cpu_on.into(), 0, 0) as i32;
+                match psci::PsciError::from_return(r) {
+                    Ok(_) => info!("PSCI: CPU_ON ({cpu_on:#x}) supported (PSCI_FEATURES)"),
+                    Err(e) => warn!("PSCI: PSCI_FEATURES says CPU_ON ({cpu_on:#x}) is {}", e.name()),
+                }
+            }
         }
         Err(e) => warn!("PSCI: PSCI_VERSION failed: {}", e.name()),
     }
