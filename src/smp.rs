@@ -37,6 +37,9 @@ fn method_name(m: u64) -> &'static str {
 #[unsafe(no_mangle)]
 extern "C" fn armature_secondary_main(cpu: usize) -> ! {
     crate::arch::init_cpu(cpu);
+    if crate::arch::gicv3::is_initialised() && !crate::arch::gicv3::init_cpu() {
+        warn!("CPU {cpu}: no GIC redistributor matches this CPU");
+    }
     let method = METHOD.get(cpu).map_or(0, |m| m.load(Ordering::Acquire));
     info!("CPU {cpu} (MPIDR {:#x}) online via {}", crate::arch::smp::mpidr(), method_name(method));
     set_online(cpu);
@@ -158,6 +161,11 @@ pub fn bring_up(
     let s = Summary { present, online: mask.count_ones() as usize };
     info!("CPUs online: {} of {} (mask {mask:#x})", s.online, s.present);
     s
+}
+
+/// The MPIDR affinity of logical CPU `cpu` (0 if unknown).
+pub fn mpidr_of(cpu: usize) -> u64 {
+    MPIDR.get(cpu).map_or(0, |m| m.load(Ordering::Relaxed))
 }
 
 fn wait_online(cpu: usize) -> bool {

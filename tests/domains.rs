@@ -149,3 +149,37 @@ fn vgic_v3_distributor_and_redistributor() {
         &["d0v0: GICv3 distributor".into(), "d0v0: TYPER ITLinesNumber 0x8".into(), "d0v0: GICR_TYPER affinity 0x0, Last 0".into()],
     );
 }
+
+/// The irq guest (GICv3): each vCPU takes its own virtual timer interrupt
+/// (the physical PPI 27 linked to the vCPU's virtual one through a list
+/// register), then vCPU 0's SGI (a trapped `ICC_SGI1R_EL1` write, through
+/// the vGIC and a physical kick to the other CPUs) reaches every other vCPU.
+fn irq(test: &str, smp: u32) {
+    let guest = xtask::guest::build("irq").unwrap_or_else(|e| panic!("{e}"));
+    let img = image(Arch::Aarch64, &[]);
+    let qemu = Qemu::aarch64().gic(3).smp(smp).memory("1G");
+    let qemu = xtask::guest::as_dom0(qemu, &guest, &scratch(test)).unwrap_or_else(|e| panic!("{e}")).kernel(&img.bin);
+    let expect = Expect::new()
+        .markers([
+            "GIC: v3, distributor 0x000008000000-0x00000800ffff",
+            "d0v0: irq guest: vCPU 0 up",
+            "d0v0: PASS timer: vCPU 0",
+            "d0v0: PASS irq: all vCPUs took their timer interrupt and the SGI",
+            "d0: PSCI SYSTEM_OFF",
+        ])
+        .failure_markers(["FAIL", "PANIC", "----[ Armature", "FATAL", "crashed"])
+        .timeout(BOOT_TIMEOUT);
+    let outcome = common::boot(test, &qemu, &expect);
+    for v in 1..smp {
+        for line in [format!("d0v{v}: PASS timer: vCPU {v}"), format!("d0v{v}: PASS sgi: vCPU {v}")] {
+            assert!(outcome.log.contains(&line), "missing {line:?}\n{}", outcome.log);
+        }
+    }
+}
+
+#[test]
+fn irq_timer_and_sgi_gicv3() {
+    for smp in [1, 2, 4] {
+        irq(&format!("aarch64-dom0-irq-gicv3-smp{smp}"), smp);
+    }
+}

@@ -178,6 +178,31 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
         Err(e) => warn!("PSCI: PSCI_VERSION failed: {}", e.name()),
     }
 
+    // The physical GIC (GICv3: interrupt delivery to guests).
+    #[cfg(target_arch = "aarch64")]
+    if relocated.is_some() {
+        match dt.gic() {
+            Ok(g) if g.version == crate::dt::GicVersion::V3 => {
+                let gicr = g.redist.as_slice().first().copied().unwrap_or_default();
+                let dm = relocate::DIRECTMAP_VA;
+                crate::arch::gicv3::init((dm + g.dist.base) as usize, (dm + gicr.base) as usize, (gicr.size / 0x20000) as usize);
+                if crate::arch::gicv3::init_cpu() {
+                    info!(
+                        "GIC: v3, distributor {}, {} redistributor(s) at {:#x}, {} list registers",
+                        g.dist,
+                        crate::arch::gicv3::frames().count(),
+                        gicr.base,
+                        crate::arch::gicv3::nr_lrs()
+                    );
+                } else {
+                    warn!("GIC: no redistributor for the boot CPU");
+                }
+            }
+            Ok(g) => info!("GIC: {:?} at {}: interrupt delivery to guests is GICv3-only so far", g.version, g.dist),
+            Err(e) => warn!("GIC: {e}"),
+        }
+    }
+
     // Secondary CPUs, straight into the relocated image.
     #[cfg(target_arch = "aarch64")]
     if let Some(r) = relocated {

@@ -202,6 +202,16 @@ pub fn relocate(dt: &DeviceTree<'_>, early: &EarlyInfo, banks: &Regions, dtb_siz
             map(DIRECTMAP_VA + base, base, end - base, Attributes::DATA)?;
         }
     }
+    // The GIC's frames, as Device memory at their direct-map address (they
+    // go in now, before the bring-up tables copy the root, so that every
+    // CPU sees them).
+    if let Ok(gic) = dt.gic() {
+        for r in core::iter::once(&gic.dist).chain(gic.redist.as_slice()) {
+            let base = r.base & !(PAGE_SIZE - 1);
+            let end = r.end().next_multiple_of(PAGE_SIZE);
+            map(DIRECTMAP_VA + base, base, end - base, Attributes::DEVICE)?;
+        }
+    }
     map(dest_idmap, dest_idmap, PAGE, Attributes::CODE)?;
     let root = pt.root();
     let tables = pt.allocator().used();

@@ -25,7 +25,8 @@ use core::fmt;
 use crate::arch::smp::NR_CPUS;
 use crate::dt::gic::GicVersion;
 use crate::mmio;
-use crate::vgic::{Frame as VgicFrame, GICR_STRIDE, Vgic, VgicConfig};
+use crate::arch::gicv3;
+use crate::vgic::{Frame as VgicFrame, GICR_STRIDE, Lr, MAX_LRS, Vgic, VgicConfig, Virq};
 use crate::vpsci::{Action, PsciDomain, SmcccCall, StartInfo, UnhandledCalls, VcpuPower};
 use core::sync::atomic::{AtomicU32, Ordering};
 use log::{info, warn};
@@ -183,6 +184,12 @@ pub static DOM0: spin::Once<Domain> = spin::Once::new();
 /// Runs vCPU `vcpu` of `dom` on this physical CPU from `start`.
 fn run_here(dom: &Domain, vcpu: usize, start: StartInfo) -> ! {
     guest::load_stage2(dom.stage2_root, dom.vmid);
+    if lr_delivery(dom).is_some() {
+        for n in 0..gicv3::nr_lrs() {
+            gicv3::write_lr(n, 0);
+        }
+        sync_lrs(dom, vcpu);
+    }
     info!("d0v{vcpu}: entering at {:#x} (EL1, MMU off), x0 = {:#x}", start.entry, start.context);
     guest::run_vcpu(start.entry, start.context, vcpu as u64)
 }
@@ -253,6 +260,12 @@ fn build_dom0(kernel: Region, mem: u64, nvcpus: usize, gic: Option<HostGic>) -> 
         let gicr = g.gicr.map(|r| Region { base: r.base, size: (nvcpus as u64) * GICR_STRIDE });
         info!("d0: vGIC{} with {VGIC_LINES} lines: GICD {}{}", if g.version == GicVersion::V3 { "v3" } else { "v2" }, g.gicd,
             gicr.map_or(alloc::string::String::new(), |r| alloc::format!(", GICR {r}")));
+        if crate::arch::gicv3::is_initialised() {
+            // Each vCPU's virtual timer is its physical CPU's PPI 27.
+            for vcpu in 0..nvcpus {
+                let _ = model.link_hw(Virq::Private { vcpu, intid: gicv3::VTIMER_INTID }, Some(gicv3::VTIMER_INTID));
+            }
+        }
         Some(DomainVgic { model, gicd: g.gicd, gicr })
     });
     let dom = Domain {
@@ -327,9 +340,20 @@ fn crash_domain(vcpu: usize, frame: &ExceptionFrame) -> ! {
 /// A synchronous trap from a guest: `frame` holds its registers and is
 /// updated for the return.
 pub fn guest_sync(frame: &mut ExceptionFrame) {
-    let syn = Syndrome::new(frame.esr);
     let vcpu = crate::cpu::this_cpu();
+    guest_sync_inner(frame, vcpu);
+    if let Some(dom) = DOM0.get() {
+        sync_lrs(dom, vcpu);
+    }
+}
+
+fn guest_sync_inner(frame: &mut ExceptionFrame, vcpu: usize) {
+    let syn = Syndrome::new(frame.esr);
     match syn.ec {
+        0x18 if sgi_write(frame, vcpu, syn.iss) => {
+            INJECTED[vcpu].store(0, Ordering::Relaxed);
+            frame.elr += 4;
+        }
         0x16 => {
             INJECTED[vcpu].store(0, Ordering::Relaxed);
             smccc(frame, vcpu)
@@ -412,6 +436,88 @@ fn smccc(frame: &mut ExceptionFrame, vcpu: usize) {
             firmware(fid::SYSTEM_RESET);
         }
     }
+}
+
+/// The vGIC if interrupts are delivered through list registers (GICv3).
+fn lr_delivery(dom: &Domain) -> Option<&DomainVgic> {
+    dom.vgic.as_ref().filter(|_| gicv3::is_initialised())
+}
+
+/// Folds the list registers back into the vGIC model, then fills them with
+/// what is pending for `vcpu` now (before every return to the guest).
+fn sync_lrs(dom: &Domain, vcpu: usize) {
+    let Some(v) = lr_delivery(dom) else { return };
+    let n = gicv3::nr_lrs().min(MAX_LRS);
+    let mut lrs = [Lr::INVALID; MAX_LRS];
+    for (i, lr) in lrs.iter_mut().enumerate().take(n) {
+        *lr = Lr::decode_v3(gicv3::read_lr(i));
+    }
+    if let Ok(out) = v.model.fold(vcpu, &lrs[..n]) {
+        kick(out.kick, vcpu);
+    }
+    match v.model.flush(vcpu, &mut lrs[..n], 0xff) {
+        Ok(info) => {
+            for (i, lr) in lrs.iter().enumerate().take(n) {
+                gicv3::write_lr(i, lr.encode_v3());
+            }
+            gicv3::set_ich_hcr(info.maintenance.hcr_bits());
+        }
+        Err(e) => warn!("d0v{vcpu}: vGIC flush: {e}"),
+    }
+}
+
+/// Makes the physical CPUs running the vCPUs in `mask` (other than the
+/// caller's, which refreshes on its way back) exit and refresh.
+fn kick(mask: crate::vgic::VcpuMask, me: usize) {
+    for v in mask.iter().filter(|&v| v != me) {
+        gicv3::send_sgi(gicv3::KICK_SGI, crate::smp::mpidr_of(v));
+    }
+}
+
+/// A guest write to `ICC_SGI1R_EL1` (trapped: `HCR_EL2.IMO`): an SGI to
+/// other vCPUs through the vGIC. Returns false if the trap is not that.
+fn sgi_write(frame: &ExceptionFrame, vcpu: usize, iss: u32) -> bool {
+    // ISS of a trapped MSR/MRS: Op0 [21:20], Op2 [19:17], Op1 [16:14],
+    // CRn [13:10], Rt [9:5], CRm [4:1], direction [0] (0 = write).
+    let (op0, op2, op1, crn, rt, crm, read) =
+        ((iss >> 20) & 3, (iss >> 17) & 7, (iss >> 14) & 7, (iss >> 10) & 0xf, (iss >> 5) & 0x1f, (iss >> 1) & 0xf, iss & 1);
+    if (op0, op1, crn, crm, op2, read) != (3, 0, 12, 11, 5, 0) {
+        return false;
+    }
+    let Some(v) = DOM0.get().and_then(lr_delivery) else { return false };
+    let value = if rt == 31 { 0 } else { frame.x[rt as usize] };
+    match v.model.send_sgi_v3(vcpu, value) {
+        Ok(out) => kick(out.kick, vcpu),
+        Err(e) => warn!("d0v{vcpu}: ICC_SGI1R_EL1 write {value:#x}: {e}"),
+    }
+    true
+}
+
+/// A physical interrupt while a vCPU ran: the virtual timer goes to the
+/// vCPU (hardware-linked: the guest deactivates it), a kick or maintenance
+/// interrupt only makes this CPU refresh its list registers.
+pub fn guest_irq(_frame: &mut ExceptionFrame) {
+    let vcpu = crate::cpu::this_cpu();
+    let Some(dom) = DOM0.get() else { return };
+    loop {
+        let id = gicv3::ack();
+        if id >= 1020 {
+            break;
+        }
+        if id == gicv3::VTIMER_INTID {
+            if let Some(v) = lr_delivery(dom) {
+                let _ = v.model.raise(Virq::Private { vcpu, intid: id });
+            }
+            gicv3::eoi(id); // priority drop; the guest deactivates it
+        } else {
+            gicv3::eoi(id);
+            gicv3::deactivate(id);
+            if id != gicv3::KICK_SGI && id != gicv3::MAINTENANCE_INTID {
+                warn!("d0v{vcpu}: unexpected physical interrupt {id}");
+            }
+        }
+    }
+    sync_lrs(dom, vcpu);
 }
 
 /// Emulates a trapped access to one of the domain's emulated devices (its

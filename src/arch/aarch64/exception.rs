@@ -80,9 +80,10 @@ const DIGITS: usize = 16;
 /// then resumes the guest from `frame`); everything else is a crash.
 #[unsafe(no_mangle)]
 extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u64) {
-    if vector == 8 {
-        crate::domain::guest_sync(frame);
-        return;
+    match vector {
+        8 => return crate::domain::guest_sync(frame),
+        9 => return crate::domain::guest_irq(frame),
+        _ => {}
     }
     crash(frame, vector)
 }

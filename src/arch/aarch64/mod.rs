@@ -5,6 +5,7 @@
 //! vectors there call into [`exception`].
 
 pub mod exception;
+pub mod gicv3;
 pub mod guest;
 pub mod mmu;
 pub mod smp;

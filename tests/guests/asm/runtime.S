@@ -54,3 +54,10 @@ hexdigit:
         add     x1, x1, #87
         csel    x1, x2, x1, lo
         b       putc
+
+/* power_off: PSCI SYSTEM_OFF; should it return, wait forever. */
+power_off:
+        ldr     w0, =PSCI_SYSTEM_OFF
+        hvc     #0
+1:      wfi
+        b       1b
