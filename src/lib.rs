@@ -14,6 +14,7 @@
 //! - [`logger`]: the `log` crate backend and log levels.
 //! - [`cmdline`]: the hypervisor's command-line options.
 //! - `domain`: guests: stage-2 memory, vCPUs, trap handling (AArch64 so far).
+//! - `gic`: the physical interrupt controller as guests' delivery uses it.
 //! - [`dt`]: reading the firmware's flattened device tree.
 //! - [`crash`]: crash dumps (exception syndrome decoding, backtraces) and halting.
 //! - [`psci`]: calls to the firmware's PSCI implementation.
@@ -43,6 +44,8 @@ pub mod crash;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 pub mod domain;
 pub mod dt;
+#[cfg(target_os = "none")]
+pub mod gic;
 pub mod logger;
 pub mod mm;
 pub mod mmio;

@@ -37,8 +37,8 @@ fn method_name(m: u64) -> &'static str {
 #[unsafe(no_mangle)]
 extern "C" fn armature_secondary_main(cpu: usize) -> ! {
     crate::arch::init_cpu(cpu);
-    if crate::arch::gicv3::is_initialised() && !crate::arch::gicv3::init_cpu() {
-        warn!("CPU {cpu}: no GIC redistributor matches this CPU");
+    if !crate::gic::init_cpu(cpu) {
+        warn!("CPU {cpu}: its GIC interface could not be set up");
     }
     let method = METHOD.get(cpu).map_or(0, |m| m.load(Ordering::Acquire));
     info!("CPU {cpu} (MPIDR {:#x}) online via {}", crate::arch::smp::mpidr(), method_name(method));

@@ -150,18 +150,20 @@ fn vgic_v3_distributor_and_redistributor() {
     );
 }
 
-/// The irq guest (GICv3): each vCPU takes its own virtual timer interrupt
-/// (the physical PPI 27 linked to the vCPU's virtual one through a list
-/// register), then vCPU 0's SGI (a trapped `ICC_SGI1R_EL1` write, through
-/// the vGIC and a physical kick to the other CPUs) reaches every other vCPU.
-fn irq(test: &str, smp: u32) {
+/// The irq guest: each vCPU takes its own virtual timer interrupt (the
+/// physical PPI 27 linked to the vCPU's virtual one through a list
+/// register), then vCPU 0's SGI (GICv3: a trapped `ICC_SGI1R_EL1` write;
+/// GICv2: an emulated `GICD_SGIR` write; then the vGIC and a physical kick
+/// to the other CPUs) reaches every other vCPU.
+fn irq(test: &str, gic: u8, smp: u32) {
     let guest = xtask::guest::build("irq").unwrap_or_else(|e| panic!("{e}"));
     let img = image(Arch::Aarch64, &[]);
-    let qemu = Qemu::aarch64().gic(3).smp(smp).memory("1G");
+    let qemu = Qemu::aarch64().gic(gic).smp(smp).memory("1G");
     let qemu = xtask::guest::as_dom0(qemu, &guest, &scratch(test)).unwrap_or_else(|e| panic!("{e}")).kernel(&img.bin);
+    let gic_line = format!("GIC: V{gic}, distributor 0x000008000000-0x00000800ffff");
     let expect = Expect::new()
         .markers([
-            "GIC: v3, distributor 0x000008000000-0x00000800ffff",
+            gic_line.as_str(),
             "d0v0: irq guest: vCPU 0 up",
             "d0v0: PASS timer: vCPU 0",
             "d0v0: PASS irq: all vCPUs took their timer interrupt and the SGI",
@@ -180,6 +182,13 @@ fn irq(test: &str, smp: u32) {
 #[test]
 fn irq_timer_and_sgi_gicv3() {
     for smp in [1, 2, 4] {
-        irq(&format!("aarch64-dom0-irq-gicv3-smp{smp}"), smp);
+        irq(&format!("aarch64-dom0-irq-gicv3-smp{smp}"), 3, smp);
+    }
+}
+
+#[test]
+fn irq_timer_and_sgi_gicv2() {
+    for smp in [1, 2, 4] {
+        irq(&format!("aarch64-dom0-irq-gicv2-smp{smp}"), 2, smp);
     }
 }

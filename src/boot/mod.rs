@@ -178,29 +178,10 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
         Err(e) => warn!("PSCI: PSCI_VERSION failed: {}", e.name()),
     }
 
-    // The physical GIC (GICv3: interrupt delivery to guests).
+    // The physical GIC: interrupt delivery to guests.
     #[cfg(target_arch = "aarch64")]
     if relocated.is_some() {
-        match dt.gic() {
-            Ok(g) if g.version == crate::dt::GicVersion::V3 => {
-                let gicr = g.redist.as_slice().first().copied().unwrap_or_default();
-                let dm = relocate::DIRECTMAP_VA;
-                crate::arch::gicv3::init((dm + g.dist.base) as usize, (dm + gicr.base) as usize, (gicr.size / 0x20000) as usize);
-                if crate::arch::gicv3::init_cpu() {
-                    info!(
-                        "GIC: v3, distributor {}, {} redistributor(s) at {:#x}, {} list registers",
-                        g.dist,
-                        crate::arch::gicv3::frames().count(),
-                        gicr.base,
-                        crate::arch::gicv3::nr_lrs()
-                    );
-                } else {
-                    warn!("GIC: no redistributor for the boot CPU");
-                }
-            }
-            Ok(g) => info!("GIC: {:?} at {}: interrupt delivery to guests is GICv3-only so far", g.version, g.dist),
-            Err(e) => warn!("GIC: {e}"),
-        }
+        init_gic(&dt);
     }
 
     // Secondary CPUs, straight into the relocated image.
@@ -234,6 +215,8 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
                     version: g.version,
                     gicd: g.dist,
                     gicr: g.redist.as_slice().first().copied(),
+                    gicc: g.cpu_if,
+                    gicv: g.vcpu_if,
                 });
                 let e = crate::domain::start_dom0(kernel, crate::domain::DOM0_MEM_DEFAULT, conduit, gic);
                 fatal(format_args!("dom0: {e}"));
@@ -258,6 +241,40 @@ fn conduit_name(c: Conduit) -> &'static str {
     match c {
         Conduit::Smc => "SMC",
         Conduit::Hvc => "HVC",
+    }
+}
+
+/// Sets the physical GIC up for delivering interrupts to guests (GICv3, or
+/// GICv2 with its virtual interface frames), reached through the direct map.
+#[cfg(target_arch = "aarch64")]
+fn init_gic(dt: &DeviceTree<'_>) {
+    use crate::dt::GicVersion;
+    let dm = relocate::DIRECTMAP_VA;
+    let g = match dt.gic() {
+        Ok(g) => g,
+        Err(e) => return warn!("GIC: {e}; no interrupt delivery to guests"),
+    };
+    match (g.version, g.cpu_if, g.hyp_if) {
+        (GicVersion::V3, _, _) => {
+            let gicr = g.redist.as_slice().first().copied().unwrap_or_default();
+            crate::arch::gicv3::init((dm + g.dist.base) as usize, (dm + gicr.base) as usize, (gicr.size / 0x20000) as usize);
+            crate::gic::set_version(GicVersion::V3);
+        }
+        (GicVersion::V2, Some(gicc), Some(gich)) if g.vcpu_if.is_some() => {
+            crate::gic::v2::init((dm + g.dist.base) as usize, (dm + gicc.base) as usize, (dm + gich.base) as usize);
+            crate::gic::set_version(GicVersion::V2);
+        }
+        _ => return info!("GIC: {:?} at {} without a virtual interface: no interrupt delivery to guests", g.version, g.dist),
+    }
+    if crate::gic::init_cpu(0) {
+        info!(
+            "GIC: {:?}, distributor {}, {} list registers, EOImode 1",
+            g.version,
+            g.dist,
+            crate::gic::nr_lrs()
+        );
+    } else {
+        warn!("GIC: the boot CPU's interface could not be set up");
     }
 }
 

@@ -206,7 +206,8 @@ pub fn relocate(dt: &DeviceTree<'_>, early: &EarlyInfo, banks: &Regions, dtb_siz
     // go in now, before the bring-up tables copy the root, so that every
     // CPU sees them).
     if let Ok(gic) = dt.gic() {
-        for r in core::iter::once(&gic.dist).chain(gic.redist.as_slice()) {
+        let v2_frames = [gic.cpu_if, gic.hyp_if, gic.vcpu_if];
+        for r in core::iter::once(&gic.dist).chain(gic.redist.as_slice()).chain(v2_frames.iter().flatten()) {
             let base = r.base & !(PAGE_SIZE - 1);
             let end = r.end().next_multiple_of(PAGE_SIZE);
             map(DIRECTMAP_VA + base, base, end - base, Attributes::DEVICE)?;

@@ -25,7 +25,7 @@ use core::fmt;
 use crate::arch::smp::NR_CPUS;
 use crate::dt::gic::GicVersion;
 use crate::mmio;
-use crate::arch::gicv3;
+use crate::gic;
 use crate::vgic::{Frame as VgicFrame, GICR_STRIDE, Lr, MAX_LRS, Vgic, VgicConfig, Virq};
 use crate::vpsci::{Action, PsciDomain, SmcccCall, StartInfo, UnhandledCalls, VcpuPower};
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -84,6 +84,10 @@ pub struct HostGic {
     pub gicd: Region,
     /// First GICR region (GICv3).
     pub gicr: Option<Region>,
+    /// GICC: where the guest expects its CPU interface (GICv2).
+    pub gicc: Option<Region>,
+    /// GICV: the hardware virtual CPU interface mapped there (GICv2).
+    pub gicv: Option<Region>,
 }
 
 /// Interrupt lines of dom0's vGIC: QEMU virt's 256 SPIs + 32. (Later: the
@@ -185,9 +189,7 @@ pub static DOM0: spin::Once<Domain> = spin::Once::new();
 fn run_here(dom: &Domain, vcpu: usize, start: StartInfo) -> ! {
     guest::load_stage2(dom.stage2_root, dom.vmid);
     if lr_delivery(dom).is_some() {
-        for n in 0..gicv3::nr_lrs() {
-            gicv3::write_lr(n, 0);
-        }
+        gic::clear_lrs();
         sync_lrs(dom, vcpu);
     }
     info!("d0v{vcpu}: entering at {:#x} (EL1, MMU off), x0 = {:#x}", start.entry, start.context);
@@ -252,6 +254,16 @@ fn build_dom0(kernel: Region, mem: u64, nvcpus: usize, gic: Option<HostGic>) -> 
         ram,
         kernel
     );
+    // GICv2 delivery: the guest's CPU interface is the hardware GICV,
+    // mapped where the guest's device tree puts GICC (two 4 KiB pages).
+    if let Some(HostGic { gicc: Some(c), gicv: Some(v), .. }) = gic.filter(|g| g.version == GicVersion::V2)
+        && gic::version() == Some(GicVersion::V2)
+    {
+        let dev = Attributes::new(MemoryType::Device, Access::ReadWrite);
+        s2.map(IntermediatePhysAddr::new(c.base), PhysAddr::new(v.base), 0x2000, dev, MapOptions::new())
+            .map_err(DomainError::Map)?;
+        info!("d0: GICV {v} mapped at the guest's GICC {:#x}", c.base);
+    }
     let stage2_root = s2.root();
     let vgic = gic.and_then(|g| {
         let model = Vgic::new(VgicConfig::new(g.version, nvcpus, VGIC_LINES))
@@ -260,10 +272,10 @@ fn build_dom0(kernel: Region, mem: u64, nvcpus: usize, gic: Option<HostGic>) -> 
         let gicr = g.gicr.map(|r| Region { base: r.base, size: (nvcpus as u64) * GICR_STRIDE });
         info!("d0: vGIC{} with {VGIC_LINES} lines: GICD {}{}", if g.version == GicVersion::V3 { "v3" } else { "v2" }, g.gicd,
             gicr.map_or(alloc::string::String::new(), |r| alloc::format!(", GICR {r}")));
-        if crate::arch::gicv3::is_initialised() {
+        if gic::version() == Some(g.version) {
             // Each vCPU's virtual timer is its physical CPU's PPI 27.
             for vcpu in 0..nvcpus {
-                let _ = model.link_hw(Virq::Private { vcpu, intid: gicv3::VTIMER_INTID }, Some(gicv3::VTIMER_INTID));
+                let _ = model.link_hw(Virq::Private { vcpu, intid: gic::VTIMER_INTID }, Some(gic::VTIMER_INTID));
             }
         }
         Some(DomainVgic { model, gicd: g.gicd, gicr })
@@ -438,19 +450,19 @@ fn smccc(frame: &mut ExceptionFrame, vcpu: usize) {
     }
 }
 
-/// The vGIC if interrupts are delivered through list registers (GICv3).
+/// The vGIC if interrupts are delivered through list registers.
 fn lr_delivery(dom: &Domain) -> Option<&DomainVgic> {
-    dom.vgic.as_ref().filter(|_| gicv3::is_initialised())
+    dom.vgic.as_ref().filter(|_| gic::version().is_some())
 }
 
 /// Folds the list registers back into the vGIC model, then fills them with
 /// what is pending for `vcpu` now (before every return to the guest).
 fn sync_lrs(dom: &Domain, vcpu: usize) {
     let Some(v) = lr_delivery(dom) else { return };
-    let n = gicv3::nr_lrs().min(MAX_LRS);
+    let n = gic::nr_lrs().min(MAX_LRS);
     let mut lrs = [Lr::INVALID; MAX_LRS];
     for (i, lr) in lrs.iter_mut().enumerate().take(n) {
-        *lr = Lr::decode_v3(gicv3::read_lr(i));
+        *lr = gic::read_lr(i);
     }
     if let Ok(out) = v.model.fold(vcpu, &lrs[..n]) {
         kick(out.kick, vcpu);
@@ -458,9 +470,9 @@ fn sync_lrs(dom: &Domain, vcpu: usize) {
     match v.model.flush(vcpu, &mut lrs[..n], 0xff) {
         Ok(info) => {
             for (i, lr) in lrs.iter().enumerate().take(n) {
-                gicv3::write_lr(i, lr.encode_v3());
+                gic::write_lr(i, lr);
             }
-            gicv3::set_ich_hcr(info.maintenance.hcr_bits());
+            gic::set_hcr(info.maintenance.hcr_bits());
         }
         Err(e) => warn!("d0v{vcpu}: vGIC flush: {e}"),
     }
@@ -470,7 +482,7 @@ fn sync_lrs(dom: &Domain, vcpu: usize) {
 /// caller's, which refreshes on its way back) exit and refresh.
 fn kick(mask: crate::vgic::VcpuMask, me: usize) {
     for v in mask.iter().filter(|&v| v != me) {
-        gicv3::send_sgi(gicv3::KICK_SGI, crate::smp::mpidr_of(v));
+        gic::kick(v);
     }
 }
 
@@ -500,19 +512,19 @@ pub fn guest_irq(_frame: &mut ExceptionFrame) {
     let vcpu = crate::cpu::this_cpu();
     let Some(dom) = DOM0.get() else { return };
     loop {
-        let id = gicv3::ack();
+        let (id, token) = gic::ack();
         if id >= 1020 {
             break;
         }
-        if id == gicv3::VTIMER_INTID {
+        if id == gic::VTIMER_INTID {
             if let Some(v) = lr_delivery(dom) {
                 let _ = v.model.raise(Virq::Private { vcpu, intid: id });
             }
-            gicv3::eoi(id); // priority drop; the guest deactivates it
+            gic::eoi(token); // priority drop; the guest deactivates it
         } else {
-            gicv3::eoi(id);
-            gicv3::deactivate(id);
-            if id != gicv3::KICK_SGI && id != gicv3::MAINTENANCE_INTID {
+            gic::eoi(token);
+            gic::deactivate(token);
+            if id != gic::KICK_SGI && id != gic::MAINTENANCE_INTID {
                 warn!("d0v{vcpu}: unexpected physical interrupt {id}");
             }
         }
@@ -547,8 +559,9 @@ fn emulate_mmio(frame: &mut ExceptionFrame, vcpu: usize) -> bool {
     let size = acc.size.bytes() as usize;
     if acc.write {
         let value = acc.write_data(&frame.x);
-        if let Err(e) = v.model.write(what, vcpu, offset, size, value) {
-            warn!("d0v{vcpu} {e} (write ignored)");
+        match v.model.write(what, vcpu, offset, size, value) {
+            Ok(out) => kick(out.kick, vcpu),
+            Err(e) => warn!("d0v{vcpu} {e} (write ignored)"),
         }
     } else {
         let value = v.model.read(what, vcpu, offset, size).unwrap_or_else(|e| {

@@ -1,16 +1,20 @@
 /*
- * The interrupt test guest (GICv3), booted as dom0 with one vCPU per CPU.
+ * The interrupt test guest, booted as dom0 with one vCPU per CPU, on GICv2
+ * or GICv3 (told apart by the distributor's PIDR2, as the vgic guest does).
  * vCPU 0 turns the distributor on (GICD_CTLR); every vCPU wakes its
- * redistributor, turns on its GIC CPU interface (system registers), enables
- * its virtual timer PPI (27) and SGI 1, and takes its own
+ * redistributor (GICv3), turns on its GIC CPU interface (GICv3: system
+ * registers; GICv2: the GICC frame at 0x08010000, which is the hardware
+ * GICV), enables its virtual timer PPI (27) and SGI 1, and takes its own
  * virtual timer interrupt within a second. Then vCPU 0 sends SGI 1 to all
- * the others (ICC_SGI1R_EL1, IRM = 1), and each must take it. Lines:
+ * the others (GICv3: ICC_SGI1R_EL1, IRM = 1; GICv2: GICD_SGIR, "all but
+ * me"), and each must take it. Lines:
  *   "PASS timer: vCPU n", "PASS sgi: vCPU n", "PASS irq: all vCPUs".
  *
  * A flag word per vCPU, 64 KiB into the guest's RAM: 1 = timer done, ready
  * for the SGI; 2 = SGI taken. Registers: x25 = this vCPU's number, x20 =
  * timer interrupts taken, x23 = SGIs taken (both counted by the IRQ vector),
- * x22 = vCPUs started (vCPU 0). No stack is used.
+ * x22 = vCPUs started (vCPU 0), x26 = GIC version, x27 = GICC (GICv2).
+ * No stack is used.
  */
         .equ    PSCI_CPU_ON64,    0xc4000003
         .equ    GICR_SGI_BASE,    0x080b0000    /* vCPU 0's SGI_base frame */
@@ -20,14 +24,27 @@ entry:
         mov     x25, #0
         adr     x0, msg_hello
         bl      puts
+        /* GIC version from PIDR2: GICv2's at 0xfe8, GICv3's at 0xffe8. */
+        movz    x1, #0x0800, lsl #16
+        ldr     w0, [x1, #0xfe8]
+        ubfx    w0, w0, #4, #4
+        mov     x26, #2
+        cmp     w0, #2
+        b.eq    1f
+        mov     x26, #3
+1:
         bl      flags
         stp     xzr, xzr, [x0]
         stp     xzr, xzr, [x0, #16]
         dsb     sy
 
-        /* As Linux does: the distributor on (ARE, EnableGrp1), once. */
+        /* As Linux does: the distributor on, once (GICv3: ARE,
+         * EnableGrp1; GICv2: EnableGrp0/1). */
         movz    x1, #0x0800, lsl #16
         mov     w2, #((1 << 4) | (1 << 1))
+        mov     w3, #3
+        cmp     x26, #2
+        csel    w2, w3, w2, eq
         str     w2, [x1]                /* GICD_CTLR */
         dsb     sy
 
@@ -59,10 +76,17 @@ entry:
         b       3b
 
 4:      cbz     x22, 6f                 /* alone: nobody to send to */
+        cmp     x26, #2
+        b.eq    7f
         mov     x1, #(1 << 24)          /* INTID 1 */
         orr     x1, x1, #(1 << 40)      /* IRM: everyone but me */
         msr     S3_0_C12_C11_5, x1      /* ICC_SGI1R_EL1 */
         isb
+        b       8f
+7:      movz    x1, #0x0800, lsl #16
+        ldr     w2, =((1 << 24) | 1)    /* TargetListFilter 1: all but me; SGI 1 */
+        str     w2, [x1, #0xf00]        /* GICD_SGIR */
+8:
         mov     x24, #1
 5:      cmp     x24, x22
         b.hi    6f
@@ -88,7 +112,15 @@ fail_sgi:
 /* secondary: where CPU_ON starts the other vCPUs. In: x0 = vCPU number. */
 secondary:
         mov     x25, x0
-        bl      setup
+        /* The GIC version again (registers are per vCPU). */
+        movz    x1, #0x0800, lsl #16
+        ldr     w0, [x1, #0xfe8]
+        ubfx    w0, w0, #4, #4
+        mov     x26, #2
+        cmp     w0, #2
+        b.eq    4f
+        mov     x26, #3
+4:      bl      setup
         bl      timer_test
         mov     w1, #1
         bl      set_flag
@@ -123,7 +155,22 @@ setup:
         mov     x23, #0
         adr     x0, vectors
         msr     vbar_el1, x0
-        mrs     x0, S3_0_C12_C12_5      /* ICC_SRE_EL1 */
+        cmp     x26, #2
+        b.ne    1f
+        /* GICv2: the CPU interface frame, then the banked enable. */
+        movz    x27, #0x0801, lsl #16   /* GICC */
+        mov     w0, #0xff
+        str     w0, [x27, #0x4]         /* GICC_PMR */
+        mov     w0, #3
+        str     w0, [x27, #0x0]         /* GICC_CTLR: EnableGrp0/1 */
+        movz    x1, #0x0800, lsl #16
+        ldr     w2, =((1 << 27) | (1 << 1))
+        str     w2, [x1, #0x100]        /* GICD_ISENABLER0 (banked) */
+        dsb     sy
+        isb
+        msr     daifclr, #2
+        ret
+1:      mrs     x0, S3_0_C12_C12_5      /* ICC_SRE_EL1 */
         orr     x0, x0, #1
         msr     S3_0_C12_C12_5, x0
         isb
@@ -214,21 +261,32 @@ wait_flag:
  * EL1 vectors: IRQ from this EL with SP_ELx at +0x280. The timer interrupt
  * turns the timer off (so its line drops) and counts in x20; SGI 1 counts in
  * x23. EOI (EOImode 0: also deactivates; for the timer, the hardware-linked
- * deactivation reaches the physical GIC). Uses x21 only.
+ * deactivation reaches the physical GIC). Uses x21 and x28 only.
  */
         .balign 0x800
 vectors:
         .space  0x280
+        cmp     x26, #2
+        b.eq    3f
         mrs     x21, S3_0_C12_C12_0     /* ICC_IAR1_EL1 */
-        cmp     x21, #27
+        mov     x28, x21
+        b       4f
+3:      ldr     w21, [x27, #0xc]        /* GICC_IAR (source CPU in 12:10) */
+        and     w28, w21, #0x3ff
+4:      cmp     x28, #27
         b.ne    1f
         msr     cntv_ctl_el0, xzr
         add     x20, x20, #1
-1:      cmp     x21, #1
+1:      cmp     x28, #1
         b.ne    2f
         add     x23, x23, #1
-2:      msr     S3_0_C12_C12_1, x21     /* ICC_EOIR1_EL1 */
+2:      cmp     x26, #2
+        b.eq    5f
+        msr     S3_0_C12_C12_1, x21     /* ICC_EOIR1_EL1 */
         isb
+        eret
+5:      str     w21, [x27, #0x10]       /* GICC_EOIR */
+        dsb     sy
         eret
 
         .section .rodata
