@@ -277,6 +277,11 @@ fn build_dom0(kernel: Region, mem: u64, nvcpus: usize, gic: Option<HostGic>) -> 
             for vcpu in 0..nvcpus {
                 let _ = model.link_hw(Virq::Private { vcpu, intid: gic::VTIMER_INTID }, Some(gic::VTIMER_INTID));
             }
+            info!(
+                "d0: interrupts: vCPU n's virtual timer (PPI 27) linked to PPI 27 of CPU n, SGIs through the vGIC \
+                 (kick: SGI {}), no SPIs passed through yet",
+                gic::KICK_SGI
+            );
         }
         Some(DomainVgic { model, gicd: g.gicd, gicr })
     });
