@@ -157,7 +157,8 @@ fn vgic_guest_matrix() {
 /// physical PPI 27 linked to the vCPU's virtual one through a list
 /// register), then vCPU 0's SGI (GICv3: a trapped `ICC_SGI1R_EL1` write;
 /// GICv2: an emulated `GICD_SGIR` write; then the vGIC and a physical kick
-/// to the other CPUs) reaches every other vCPU.
+/// to the other CPUs) reaches every other vCPU; and the PL031 RTC's alarm,
+/// a real device passed through, reaches vCPU 0 as SPI 34.
 fn irq(test: &str, gic: u8, smp: u32) {
     let guest = xtask::guest::build("irq").unwrap_or_else(|e| panic!("{e}"));
     let img = image(Arch::Aarch64, &[]);
@@ -167,8 +168,10 @@ fn irq(test: &str, gic: u8, smp: u32) {
     let expect = Expect::new()
         .markers([
             gic_line.as_str(),
+            "d0: arm,pl031 at 0x000009010000-0x000009010fff passed through, SPI 34 linked to the physical SPI 34 (CPU 0)",
             "d0v0: irq guest: vCPU 0 up",
             "d0v0: PASS timer: vCPU 0",
+            "d0v0: PASS spi: the PL031 RTC alarm (SPI 34) reached vCPU 0",
             "d0v0: PASS irq: all vCPUs took their timer interrupt and the SGI",
             "d0: PSCI SYSTEM_OFF",
         ])

@@ -218,7 +218,17 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
                     gicc: g.cpu_if,
                     gicv: g.vcpu_if,
                 });
-                let e = crate::domain::start_dom0(kernel, crate::domain::DOM0_MEM_DEFAULT, conduit, gic);
+                // Devices given to dom0 so far: the RTC (issue 6 passes
+                // every device the hypervisor does not own through).
+                let mut devices = [crate::domain::PassThrough { name: "", mmio: Default::default(), spi: None }; 1];
+                let mut n = 0;
+                for name in ["arm,pl031"] {
+                    if let Ok(Some((mmio, irq))) = dt.device(name) {
+                        devices[n] = crate::domain::PassThrough { name, mmio, spi: irq.map(|i| i.intid()).filter(|&i| i >= 32) };
+                        n += 1;
+                    }
+                }
+                let e = crate::domain::start_dom0(kernel, crate::domain::DOM0_MEM_DEFAULT, conduit, gic, &devices[..n]);
                 fatal(format_args!("dom0: {e}"));
             }
             Ok(None) => {}

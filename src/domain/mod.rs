@@ -90,6 +90,19 @@ pub struct HostGic {
     pub gicv: Option<Region>,
 }
 
+/// A host device given to dom0: its MMIO mapped 1:1 in stage 2, its SPI
+/// (if any) routed to the physical CPU of vCPU 0 and linked to the same
+/// virtual SPI (the guest deactivates it through the list register).
+#[derive(Clone, Copy, Debug)]
+pub struct PassThrough {
+    /// Its compatible string, for the log.
+    pub name: &'static str,
+    /// Its MMIO region.
+    pub mmio: Region,
+    /// Its SPI's INTID.
+    pub spi: Option<u32>,
+}
+
 /// Interrupt lines of dom0's vGIC: QEMU virt's 256 SPIs + 32. (Later: the
 /// host's GICD_TYPER.)
 const VGIC_LINES: u32 = 288;
@@ -163,10 +176,16 @@ static FIRMWARE_CONDUIT: AtomicU32 = AtomicU32::new(0);
 /// Builds dom0 from the kernel module `kernel` with `mem` bytes of RAM and
 /// one vCPU per online physical CPU, and runs its vCPU 0 on this CPU (the
 /// boot CPU). Returns only on error.
-pub fn start_dom0(kernel: Region, mem: u64, conduit: Conduit, gic: Option<HostGic>) -> DomainError {
+pub fn start_dom0(
+    kernel: Region,
+    mem: u64,
+    conduit: Conduit,
+    gic: Option<HostGic>,
+    devices: &[PassThrough],
+) -> DomainError {
     FIRMWARE_CONDUIT.store(if conduit == Conduit::Hvc { 2 } else { 1 }, Ordering::Relaxed);
     let nvcpus = (crate::cpu::online_mask().trailing_ones() as usize).clamp(1, NR_CPUS);
-    match build_dom0(kernel, mem, nvcpus, gic) {
+    match build_dom0(kernel, mem, nvcpus, gic, devices) {
         Ok((dom, entry)) => {
             dom.stage2.lock().maintenance_mut().set_live();
             let dom = DOM0.call_once(|| dom);
@@ -219,7 +238,13 @@ fn image_layout(image: &[u8]) -> (u64, u64) {
 }
 
 #[allow(clippy::result_large_err)]
-fn build_dom0(kernel: Region, mem: u64, nvcpus: usize, gic: Option<HostGic>) -> Result<(Domain, u64), DomainError> {
+fn build_dom0(
+    kernel: Region,
+    mem: u64,
+    nvcpus: usize,
+    gic: Option<HostGic>,
+    devices: &[PassThrough],
+) -> Result<(Domain, u64), DomainError> {
     let mem = mem.next_multiple_of(2 << 20);
     let base = {
         let mut frames = FRAMES.lock();
@@ -264,6 +289,13 @@ fn build_dom0(kernel: Region, mem: u64, nvcpus: usize, gic: Option<HostGic>) -> 
             .map_err(DomainError::Map)?;
         info!("d0: GICV {v} mapped at the guest's GICC {:#x}", c.base);
     }
+    let dev = Attributes::new(MemoryType::Device, Access::ReadWrite);
+    for d in devices {
+        let base = d.mmio.base & !(PAGE_SIZE - 1);
+        let size = (d.mmio.end() - base).next_multiple_of(PAGE_SIZE);
+        s2.map(IntermediatePhysAddr::new(base), PhysAddr::new(base), size, dev, MapOptions::new())
+            .map_err(DomainError::Map)?;
+    }
     let stage2_root = s2.root();
     let vgic = gic.and_then(|g| {
         let model = Vgic::new(VgicConfig::new(g.version, nvcpus, VGIC_LINES))
@@ -279,9 +311,19 @@ fn build_dom0(kernel: Region, mem: u64, nvcpus: usize, gic: Option<HostGic>) -> 
             }
             info!(
                 "d0: interrupts: vCPU n's virtual timer (PPI 27) linked to PPI 27 of CPU n, SGIs through the vGIC \
-                 (kick: SGI {}), no SPIs passed through yet",
+                 (kick: SGI {})",
                 gic::KICK_SGI
             );
+            for d in devices {
+                match d.spi {
+                    Some(spi) => {
+                        let _ = model.link_hw(Virq::Spi(spi), Some(spi));
+                        gic::enable_spi(spi, 0);
+                        info!("d0: {} at {} passed through, SPI {spi} linked to the physical SPI {spi} (CPU 0)", d.name, d.mmio);
+                    }
+                    None => info!("d0: {} at {} passed through (no interrupt)", d.name, d.mmio),
+                }
+            }
         }
         Some(DomainVgic { model, gicd: g.gicd, gicr })
     });
@@ -524,6 +566,15 @@ pub fn guest_irq(_frame: &mut ExceptionFrame) {
         if id == gic::VTIMER_INTID {
             if let Some(v) = lr_delivery(dom) {
                 let _ = v.model.raise(Virq::Private { vcpu, intid: id });
+            }
+            gic::eoi(token); // priority drop; the guest deactivates it
+        } else if id >= 32 {
+            // A passed-through device's SPI: to whichever vCPU the guest
+            // routed it (the model decides; kick it if it is elsewhere).
+            if let Some(v) = lr_delivery(dom)
+                && let Ok(out) = v.model.raise(Virq::Spi(id))
+            {
+                kick(out.kick, vcpu);
             }
             gic::eoi(token); // priority drop; the guest deactivates it
         } else {

@@ -224,6 +224,34 @@ impl<'a> DeviceTree<'a> {
         Err(DtError::BadBlock("off_mem_rsvmap (no terminating entry)"))
     }
 
+    /// The first enabled device compatible with `compatible`: its first
+    /// `reg` (translated) and first interrupt (decoded with the GIC's
+    /// `#interrupt-cells`), for devices handed to a guest.
+    pub fn device(&self, compatible: &str) -> Result<Option<(Region, Option<super::gic::Irq>)>, DtError> {
+        let cells = self.gic().map(|g| g.interrupt_cells).unwrap_or(3);
+        let mut found: Option<Result<(Region, Option<super::gic::Irq>), DtError>> = None;
+        self.walk(&mut |at| {
+            let node = at.node();
+            let matches = node.compatible().is_some_and(|c| c.all().any(|s| s == compatible));
+            if !matches || !walk::enabled(node) {
+                return walk::Flow::Descend;
+            }
+            let r = at.reg(0).and_then(|reg| {
+                let reg = reg.ok_or_else(|| at.err("reg", super::Problem::Missing))?;
+                let mut irqs = [None; 1];
+                let n = if node.property("interrupts").is_some() {
+                    super::gic::decode_interrupts(at, cells, &mut irqs)?
+                } else {
+                    0
+                };
+                Ok((reg, if n > 0 { irqs[0] } else { None }))
+            });
+            found = Some(r);
+            walk::Flow::Stop
+        });
+        found.transpose()
+    }
+
     /// Boot modules in `/chosen` (`multiboot,module` nodes, the binding Xen
     /// uses: kernel, ramdisk, …), as physical regions. They must never be
     /// overwritten before they are used.

@@ -188,3 +188,16 @@ fn nops_are_removed_by_the_normalizing_copy() {
     assert_eq!(normalize_into(GICV3, &mut buf).unwrap().len(), GICV3.len());
     assert!(matches!(normalize_into(GICV3, &mut buf[..1024]), Err(DtError::TooLargeToCopy { .. })));
 }
+
+/// Devices handed to a guest: QEMU virt's PL031 RTC with its SPI.
+#[test]
+fn device_by_compatible_with_its_interrupt() {
+    for blob in [GICV3, GICV2] {
+        let dt = DeviceTree::new(blob).unwrap();
+        let (reg, irq) = dt.device("arm,pl031").unwrap().expect("QEMU virt has a PL031");
+        assert_eq!(reg, Region { base: 0x0901_0000, size: 0x1000 });
+        let irq = irq.expect("the PL031 has an interrupt");
+        assert_eq!((irq.intid(), irq.level()), (34, true));
+        assert_eq!(dt.device("arm,no-such-device").unwrap(), None);
+    }
+}

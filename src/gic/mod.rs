@@ -92,6 +92,16 @@ pub fn kick(cpu: usize) {
     }
 }
 
+/// Routes SPI `intid` to logical CPU `cpu` and enables it (an interrupt of
+/// a device passed through to a guest).
+pub fn enable_spi(intid: u32, cpu: usize) {
+    match version() {
+        #[cfg(target_arch = "aarch64")]
+        Some(GicVersion::V3) => crate::arch::gicv3::enable_spi(intid, crate::smp::mpidr_of(cpu)),
+        _ => v2::enable_spi(intid, cpu),
+    }
+}
+
 /// Number of list registers.
 pub fn nr_lrs() -> usize {
     match version() {

@@ -75,6 +75,19 @@ pub fn init_cpu(cpu: usize, enabled: u32) -> bool {
     true
 }
 
+/// Routes SPI `intid` to logical CPU `cpu` and enables it.
+pub fn enable_spi(intid: u32, cpu: usize) {
+    let i = intid as usize;
+    let target = TARGET.get(cpu).map_or(1, |t| t.load(Ordering::Relaxed));
+    let gicd = GICD.load(Ordering::Relaxed);
+    // SAFETY: byte registers of the distributor, mapped as Device memory.
+    unsafe {
+        ((gicd + GICD_IPRIORITYR + i) as *mut u8).write_volatile(0xa0);
+        ((gicd + GICD_ITARGETSR + i) as *mut u8).write_volatile(target);
+    }
+    write(&GICD, GICD_ISENABLER0 + 4 * (i / 32), 1 << (i % 32));
+}
+
 /// Acknowledges the highest-priority pending interrupt (INTID and, for an
 /// SGI, the source CPU in bits 12:10: pass it back to `eoi`/`deactivate`).
 pub fn ack() -> u32 {

@@ -136,6 +136,22 @@ pub fn init_cpu() -> bool {
     true
 }
 
+/// Routes SPI `intid` to the CPU with affinity `mpidr` (group 1, priority
+/// 0xa0) and enables it.
+pub fn enable_spi(intid: u32, mpidr: u64) {
+    let i = intid as usize;
+    let gicd = GICD.load(Ordering::Relaxed);
+    let aff = (mpidr & 0xff_00ff_ffff) & !(0xff << 24);
+    // SAFETY: distributor registers, mapped as Device memory.
+    unsafe {
+        let grp = (gicd + 0x80 + 4 * (i / 32)) as *mut u32;
+        grp.write_volatile(grp.read_volatile() | 1 << (i % 32));
+        ((gicd + 0x400 + i) as *mut u8).write_volatile(0xa0);
+        ((gicd + 0x6000 + 8 * i) as *mut u64).write_volatile(aff);
+    }
+    write32(gicd + 0x100 + 4 * (i / 32), 1 << (i % 32));
+}
+
 /// Acknowledges the highest-priority pending interrupt (`ICC_IAR1_EL1`).
 pub fn ack() -> u32 {
     (sysreg_read!("S3_0_C12_C12_0") & 0xff_ffff) as u32

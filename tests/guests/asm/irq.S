@@ -8,7 +8,9 @@
  * virtual timer interrupt within a second. Then vCPU 0 sends SGI 1 to all
  * the others (GICv3: ICC_SGI1R_EL1, IRM = 1; GICv2: GICD_SGIR, "all but
  * me"), and each must take it. Lines:
- *   "PASS timer: vCPU n", "PASS sgi: vCPU n", "PASS irq: all vCPUs".
+ * Last, vCPU 0 arms the PL031 RTC's alarm (a real device Armature passes
+ * through, SPI 34) and must take its interrupt.
+ *   "PASS timer: vCPU n", "PASS sgi: vCPU n", "PASS spi: …", "PASS irq: …".
  *
  * A flag word per vCPU, 64 KiB into the guest's RAM: 1 = timer done, ready
  * for the SGI; 2 = SGI taken. Registers: x25 = this vCPU's number, x20 =
@@ -96,7 +98,32 @@ entry:
         add     x24, x24, #1
         b       5b
 
-6:      adr     x0, msg_all
+6:      /* An SPI from a real device: the PL031 RTC's alarm (SPI 34),
+         * passed through by Armature, routed to vCPU 0 (the reset routing). */
+        movz    x1, #0x0800, lsl #16
+        mov     w2, #(1 << 2)           /* SPI 34: bit 2 of ISENABLER1 */
+        str     w2, [x1, #0x104]
+        mov     x19, #0
+        movz    x1, #0x0901, lsl #16    /* PL031 */
+        ldr     w2, [x1]                /* RTCDR: now, in seconds */
+        add     w2, w2, #1
+        str     w2, [x1, #0x4]          /* RTCMR: the alarm, a second on */
+        mov     w2, #1
+        str     w2, [x1, #0x10]         /* RTCIMSC: alarm interrupt on */
+        dsb     sy
+        mrs     x2, cntvct_el0
+        mrs     x3, cntfrq_el0
+        add     x3, x2, x3, lsl #2      /* wait up to 4 s */
+9:      cbnz    x19, 10f
+        mrs     x2, cntvct_el0
+        cmp     x2, x3
+        b.lo    9b
+        adr     x0, msg_fail_spi
+        bl      puts
+        b       power_off
+10:     adr     x0, msg_spi
+        bl      puts
+        adr     x0, msg_all
         bl      puts
         b       power_off
 
@@ -260,8 +287,9 @@ wait_flag:
 /*
  * EL1 vectors: IRQ from this EL with SP_ELx at +0x280. The timer interrupt
  * turns the timer off (so its line drops) and counts in x20; SGI 1 counts in
- * x23. EOI (EOImode 0: also deactivates; for the timer, the hardware-linked
- * deactivation reaches the physical GIC). Uses x21 and x28 only.
+ * x23; the PL031 alarm (SPI 34) is masked at the device and counts in x19.
+ * EOI (EOImode 0: also deactivates; for hardware-linked interrupts, the
+ * deactivation reaches the physical GIC). Uses x18, x21 and x28 only.
  */
         .balign 0x800
 vectors:
@@ -278,8 +306,14 @@ vectors:
         msr     cntv_ctl_el0, xzr
         add     x20, x20, #1
 1:      cmp     x28, #1
-        b.ne    2f
+        b.ne    6f
         add     x23, x23, #1
+        b       2f
+6:      cmp     x28, #34
+        b.ne    2f
+        movz    x18, #0x0901, lsl #16   /* PL031: alarm interrupt off, */
+        str     wzr, [x18, #0x10]       /* so its level line drops */
+        add     x19, x19, #1
 2:      cmp     x26, #2
         b.eq    5f
         msr     S3_0_C12_C12_1, x21     /* ICC_EOIR1_EL1 */
@@ -298,3 +332,5 @@ msg_fail_sgi_here:  .asciz "FAIL sgi: no SGI within a second\n"
 msg_fail_ready:     .asciz "FAIL irq: a secondary vCPU never got ready\n"
 msg_fail_sgi:       .asciz "FAIL irq: a secondary vCPU never took the SGI\n"
 msg_all:            .asciz "PASS irq: all vCPUs took their timer interrupt and the SGI\n"
+msg_spi:            .asciz "PASS spi: the PL031 RTC alarm (SPI 34) reached vCPU 0\n"
+msg_fail_spi:       .asciz "FAIL spi: no PL031 alarm interrupt within 4 s\n"
