@@ -51,6 +51,8 @@ pub mod mm;
 pub mod mmio;
 pub mod platform;
 pub mod psci;
+#[cfg(test)]
+mod testutil;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 pub mod smp;
 pub mod vgic;

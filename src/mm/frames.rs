@@ -1253,21 +1253,7 @@ mod tests {
         check_invariants(&a);
     }
 
-    /// xorshift64*: deterministic, seedable, no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::testutil::Rng;
 
     /// The model's window: 8 MiB from here, in 1 KiB units (claims and
     /// releases are 1 KiB granular, so sub-page rounding is exercised).

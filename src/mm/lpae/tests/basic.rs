@@ -9,15 +9,6 @@ use std::format;
 use std::string::ToString;
 use std::vec::Vec;
 
-const NONE: MapOptions = MapOptions::new();
-
-fn va(a: u64) -> VirtAddr {
-    VirtAddr::new(a)
-}
-
-fn pa(a: u64) -> PhysAddr {
-    PhysAddr::new(a)
-}
 
 fn count(leaves: &[Leaf], size: PageSize) -> usize {
     leaves.iter().filter(|l| l.size == size).count()

@@ -10,15 +10,6 @@ use std::boxed::Box;
 use std::vec;
 use std::vec::Vec;
 
-const NONE: MapOptions = MapOptions::new();
-
-fn va(a: u64) -> VirtAddr {
-    VirtAddr::new(a)
-}
-
-fn pa(a: u64) -> PhysAddr {
-    PhysAddr::new(a)
-}
 
 /// The stores and invalidations logged since `from`, without allocator and
 /// fill events, as (old, new) pairs and invalidations.

@@ -18,7 +18,6 @@ use crate::mm::addr::*;
 use crate::mm::lpae::*;
 use std::vec::Vec;
 
-const NONE: MapOptions = MapOptions::new();
 
 /// The image: text (RX), rodata (RO), data + bss (RW), each page aligned.
 const SECTIONS: [(u64, u64, Attributes); 3] = [

@@ -14,25 +14,7 @@ use crate::mm::lpae::*;
 use std::collections::BTreeMap;
 use std::vec::Vec;
 
-/// xorshift64*: deterministic, seedable, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-}
+use crate::testutil::Rng;
 
 /// The window the operations touch: 64 MiB straddling the 1 GiB boundary,
 /// so that level-1 and level-2 boundaries are crossed.

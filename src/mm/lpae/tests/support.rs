@@ -4,7 +4,7 @@
 
 extern crate std;
 
-use crate::mm::addr::{PAGE_SIZE, PageSize, PhysAddr};
+use crate::mm::addr::{PAGE_SIZE, PageSize, PhysAddr, VirtAddr};
 use crate::mm::lpae::*;
 use core::ptr::NonNull;
 use std::boxed::Box;
@@ -14,6 +14,17 @@ use std::format;
 use std::rc::Rc;
 use std::string::String;
 use std::vec::Vec;
+
+/// Mapping options with nothing set.
+pub const NONE: MapOptions = MapOptions::new();
+
+pub fn va(a: u64) -> VirtAddr {
+    VirtAddr::new(a)
+}
+
+pub fn pa(a: u64) -> PhysAddr {
+    PhysAddr::new(a)
+}
 
 /// One thing the builder did, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
