@@ -26,7 +26,7 @@ use crate::arch::smp::NR_CPUS;
 use crate::dt::gic::GicVersion;
 use crate::mmio;
 use crate::gic;
-use crate::vgic::{Frame as VgicFrame, GICR_STRIDE, Lr, MAX_LRS, Vgic, VgicConfig, Virq};
+use crate::vgic::{Frame as VgicFrame, GICR_STRIDE, HwAction, Lr, MAX_LRS, Vgic, VgicConfig, Virq};
 use crate::vpsci::{Action, PsciDomain, SmcccCall, StartInfo, UnhandledCalls, VcpuPower};
 use core::sync::atomic::{AtomicU32, Ordering};
 use log::{info, warn};
@@ -73,6 +73,10 @@ pub struct DomainVgic {
     pub gicd: Region,
     /// GICR frames (GICv3), one per vCPU.
     pub gicr: Option<Region>,
+    /// List registers used to deliver its interrupts (the hardware's
+    /// number, at most [`MAX_LRS`]); 0 if the host GIC is not the one the
+    /// model emulates and the vGIC is emulation only.
+    pub nr_lrs: usize,
 }
 
 /// What the hypervisor knows of the host GIC, for dom0's vGIC.
@@ -209,7 +213,7 @@ fn run_here(dom: &Domain, vcpu: usize, start: StartInfo) -> ! {
     guest::load_stage2(dom.stage2_root, dom.vmid);
     if lr_delivery(dom).is_some() {
         gic::clear_lrs();
-        sync_lrs(dom, vcpu);
+        flush_lrs(dom, vcpu);
     }
     info!("d0v{vcpu}: entering at {:#x} (EL1, MMU off), x0 = {:#x}", start.entry, start.context);
     guest::run_vcpu(start.entry, start.context, vcpu as u64)
@@ -325,7 +329,8 @@ fn build_dom0(
                 }
             }
         }
-        Some(DomainVgic { model, gicd: g.gicd, gicr })
+        let nr_lrs = if gic::version() == Some(g.version) { gic::nr_lrs().min(MAX_LRS) } else { 0 };
+        Some(DomainVgic { model, gicd: g.gicd, gicr, nr_lrs })
     });
     let dom = Domain {
         id: 0,
@@ -398,33 +403,39 @@ fn crash_domain(vcpu: usize, frame: &ExceptionFrame) -> ! {
 
 /// A synchronous trap from a guest: `frame` holds its registers and is
 /// updated for the return.
+/// The list registers are folded back first, so that what the handler
+/// reads of the vGIC (a guest's `ISPENDR`, say) is what the guest has done.
 pub fn guest_sync(frame: &mut ExceptionFrame) {
     let vcpu = crate::cpu::this_cpu();
-    guest_sync_inner(frame, vcpu);
-    if let Some(dom) = DOM0.get() {
-        sync_lrs(dom, vcpu);
-    }
+    let Some(dom) = DOM0.get() else {
+        // Only `run_here` enters a guest, and only after DOM0 is set.
+        log::error!("cpu{vcpu}: trap from a guest, but no domain exists");
+        crate::arch::halt()
+    };
+    fold_lrs(dom, vcpu);
+    guest_sync_inner(dom, frame, vcpu);
+    flush_lrs(dom, vcpu);
 }
 
-fn guest_sync_inner(frame: &mut ExceptionFrame, vcpu: usize) {
+fn guest_sync_inner(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
     let syn = Syndrome::new(frame.esr);
     match syn.ec {
-        0x18 if sgi_write(frame, vcpu, syn.iss) => {
+        0x18 if sgi_write(dom, frame, vcpu, syn.iss) => {
             INJECTED[vcpu].store(0, Ordering::Relaxed);
             frame.elr += 4;
         }
         0x16 => {
             INJECTED[vcpu].store(0, Ordering::Relaxed);
-            smccc(frame, vcpu)
+            smccc(dom, frame, vcpu)
         }
         0x17 => {
             INJECTED[vcpu].store(0, Ordering::Relaxed);
             frame.elr += 4; // a trapped SMC returns to the instruction itself
-            smccc(frame, vcpu);
+            smccc(dom, frame, vcpu);
         }
         0x24 => {
-            if !emulate_mmio(frame, vcpu) {
-                let ipa = guest::fault_ipa(frame.far);
+            let ipa = mmio::fault_ipa(frame.far, guest::hpfar());
+            if !emulate_mmio(dom, frame, vcpu, ipa) {
                 warn!(
                     "d0v{vcpu}: {} of IPA {ipa:#x} (VA {:#x}) at PC {:#x}: not the domain's memory nor a device; abort injected",
                     if syn.is_write() { "write" } else { "read" },
@@ -436,7 +447,7 @@ fn guest_sync_inner(frame: &mut ExceptionFrame, vcpu: usize) {
             }
         }
         0x20 => {
-            let ipa = guest::fault_ipa(frame.far);
+            let ipa = mmio::fault_ipa(frame.far, guest::hpfar());
             warn!(
                 "d0v{vcpu}: instruction fetch from IPA {ipa:#x} (VA {:#x}): not the domain's memory; abort injected",
                 frame.far
@@ -456,17 +467,13 @@ fn guest_sync_inner(frame: &mut ExceptionFrame, vcpu: usize) {
     }
 }
 
-fn smccc(frame: &mut ExceptionFrame, vcpu: usize) {
+fn smccc(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
     let id = frame.x[0] as u32;
     if id == HVC_CONSOLE_PUTC {
         console_putc(vcpu, frame.x[1] as u8);
         frame.x[0] = 0;
         return;
     }
-    let Some(dom) = DOM0.get() else {
-        frame.x[0] = u64::MAX; // NOT_SUPPORTED
-        return;
-    };
     let call = SmcccCall::aarch64(vcpu, [frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
     let out = crate::vpsci::handle(dom, &call);
     frame.x[..4].copy_from_slice(&out.regs);
@@ -499,29 +506,51 @@ fn smccc(frame: &mut ExceptionFrame, vcpu: usize) {
 
 /// The vGIC if interrupts are delivered through list registers.
 fn lr_delivery(dom: &Domain) -> Option<&DomainVgic> {
-    dom.vgic.as_ref().filter(|_| gic::version().is_some())
+    dom.vgic.as_ref().filter(|v| v.nr_lrs > 0)
 }
 
-/// Folds the list registers back into the vGIC model, then fills them with
-/// what is pending for `vcpu` now (before every return to the guest).
-fn sync_lrs(dom: &Domain, vcpu: usize) {
+/// Takes the list registers back into the vGIC model after the guest ran
+/// (first thing on every exit).
+fn fold_lrs(dom: &Domain, vcpu: usize) {
     let Some(v) = lr_delivery(dom) else { return };
-    let n = gic::nr_lrs().min(MAX_LRS);
     let mut lrs = [Lr::INVALID; MAX_LRS];
-    for (i, lr) in lrs.iter_mut().enumerate().take(n) {
+    for (i, lr) in lrs[..v.nr_lrs].iter_mut().enumerate() {
         *lr = gic::read_lr(i);
     }
-    if let Ok(out) = v.model.fold(vcpu, &lrs[..n]) {
-        kick(out.kick, vcpu);
+    if let Ok(out) = v.model.fold(vcpu, &lrs[..v.nr_lrs]) {
+        apply(out, vcpu);
     }
-    match v.model.flush(vcpu, &mut lrs[..n], 0xff) {
+}
+
+/// Fills the list registers with what is pending for `vcpu` now (last
+/// thing before every return to the guest).
+fn flush_lrs(dom: &Domain, vcpu: usize) {
+    let Some(v) = lr_delivery(dom) else { return };
+    let mut lrs = [Lr::INVALID; MAX_LRS];
+    match v.model.flush(vcpu, &mut lrs[..v.nr_lrs], 0xff) {
         Ok(info) => {
-            for (i, lr) in lrs.iter().enumerate().take(n) {
+            for (i, lr) in lrs[..v.nr_lrs].iter().enumerate() {
                 gic::write_lr(i, lr);
             }
             gic::set_hcr(info.maintenance.hcr_bits());
         }
         Err(e) => warn!("d0v{vcpu}: vGIC flush: {e}"),
+    }
+}
+
+/// Carries out what a vGIC state change asks of the hardware: kicks the
+/// physical CPUs of other vCPUs that must refresh, and keeps each
+/// passed-through interrupt's physical state in step with the virtual one.
+fn apply(out: crate::vgic::Outcome, me: usize) {
+    kick(out.kick, me);
+    for op in out.hw.as_slice() {
+        let active = op.action == HwAction::Activate;
+        match op.pintid {
+            32.. => gic::set_spi_active(op.pintid, active),
+            // A hardware-linked PPI (the virtual timer) is active on this CPU.
+            _ if !active => gic::deactivate(op.pintid),
+            p => warn!("d0v{me}: cannot make PPI {p} active by hand (ignored)"),
+        }
     }
 }
 
@@ -535,7 +564,7 @@ fn kick(mask: crate::vgic::VcpuMask, me: usize) {
 
 /// A guest write to `ICC_SGI1R_EL1` (trapped: `HCR_EL2.IMO`): an SGI to
 /// other vCPUs through the vGIC. Returns false if the trap is not that.
-fn sgi_write(frame: &ExceptionFrame, vcpu: usize, iss: u32) -> bool {
+fn sgi_write(dom: &Domain, frame: &ExceptionFrame, vcpu: usize, iss: u32) -> bool {
     // ISS of a trapped MSR/MRS: Op0 [21:20], Op2 [19:17], Op1 [16:14],
     // CRn [13:10], Rt [9:5], CRm [4:1], direction [0] (0 = write).
     let (op0, op2, op1, crn, rt, crm, read) =
@@ -543,10 +572,10 @@ fn sgi_write(frame: &ExceptionFrame, vcpu: usize, iss: u32) -> bool {
     if (op0, op1, crn, crm, op2, read) != (3, 0, 12, 11, 5, 0) {
         return false;
     }
-    let Some(v) = DOM0.get().and_then(lr_delivery) else { return false };
+    let Some(v) = lr_delivery(dom) else { return false };
     let value = if rt == 31 { 0 } else { frame.x[rt as usize] };
     match v.model.send_sgi_v3(vcpu, value) {
-        Ok(out) => kick(out.kick, vcpu),
+        Ok(out) => apply(out, vcpu),
         Err(e) => warn!("d0v{vcpu}: ICC_SGI1R_EL1 write {value:#x}: {e}"),
     }
     true
@@ -558,6 +587,7 @@ fn sgi_write(frame: &ExceptionFrame, vcpu: usize, iss: u32) -> bool {
 pub fn guest_irq(_frame: &mut ExceptionFrame) {
     let vcpu = crate::cpu::this_cpu();
     let Some(dom) = DOM0.get() else { return };
+    fold_lrs(dom, vcpu);
     loop {
         let (id, token) = gic::ack();
         if id >= 1020 {
@@ -574,7 +604,7 @@ pub fn guest_irq(_frame: &mut ExceptionFrame) {
             if let Some(v) = lr_delivery(dom)
                 && let Ok(out) = v.model.raise(Virq::Spi(id))
             {
-                kick(out.kick, vcpu);
+                apply(out, vcpu);
             }
             gic::eoi(token); // priority drop; the guest deactivates it
         } else {
@@ -585,7 +615,7 @@ pub fn guest_irq(_frame: &mut ExceptionFrame) {
             }
         }
     }
-    sync_lrs(dom, vcpu);
+    flush_lrs(dom, vcpu);
 }
 
 /// Emulates a trapped access to one of the domain's emulated devices (its
@@ -593,9 +623,9 @@ pub fn guest_irq(_frame: &mut ExceptionFrame) {
 /// not one of them. An access that cannot be decoded (no syndrome) or that
 /// the device refuses is logged; refused ones complete as read-as-zero /
 /// write-ignored, undecodable ones get an abort.
-fn emulate_mmio(frame: &mut ExceptionFrame, vcpu: usize) -> bool {
-    let Some(v) = DOM0.get().and_then(|d| d.vgic.as_ref()) else { return false };
-    let ipa = guest::fault_ipa(frame.far);
+fn emulate_mmio(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize, ipa: IntermediatePhysAddr) -> bool {
+    let Some(v) = dom.vgic.as_ref() else { return false };
+    let ipa = ipa.as_u64();
     let (region, what) = if v.gicd.base <= ipa && ipa < v.gicd.end() {
         (v.gicd, VgicFrame::Distributor)
     } else if let Some(r) = v.gicr.filter(|r| r.base <= ipa && ipa < r.end()) {
@@ -616,7 +646,7 @@ fn emulate_mmio(frame: &mut ExceptionFrame, vcpu: usize) -> bool {
     if acc.write {
         let value = acc.write_data(&frame.x);
         match v.model.write(what, vcpu, offset, size, value) {
-            Ok(out) => kick(out.kick, vcpu),
+            Ok(out) => apply(out, vcpu),
             Err(e) => warn!("d0v{vcpu} {e} (write ignored)"),
         }
     } else {

@@ -83,6 +83,16 @@ pub fn deactivate(token: u32) {
     }
 }
 
+/// Sets or clears the active state of SPI `intid` (a passed-through
+/// device's interrupt whose virtual state changed without a list register).
+pub fn set_spi_active(intid: u32, active: bool) {
+    match version() {
+        #[cfg(target_arch = "aarch64")]
+        Some(GicVersion::V3) => crate::arch::gicv3::set_spi_active(intid, active),
+        _ => v2::set_spi_active(intid, active),
+    }
+}
+
 /// Makes logical CPU `cpu` take the kick SGI.
 pub fn kick(cpu: usize) {
     match version() {

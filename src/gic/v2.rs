@@ -18,6 +18,8 @@ const GICC_DIR: usize = 0x1000;
 const GICH_HCR: usize = 0x00;
 const GICH_VTR: usize = 0x04;
 const GICH_LR0: usize = 0x100;
+const GICD_ISACTIVER: usize = 0x300;
+const GICD_ICACTIVER: usize = 0x380;
 
 static GICD: AtomicUsize = AtomicUsize::new(0);
 static GICC: AtomicUsize = AtomicUsize::new(0);
@@ -86,6 +88,14 @@ pub fn enable_spi(intid: u32, cpu: usize) {
         ((gicd + GICD_ITARGETSR + i) as *mut u8).write_volatile(target);
     }
     write(&GICD, GICD_ISENABLER0 + 4 * (i / 32), 1 << (i % 32));
+}
+
+/// Sets or clears the active state of SPI `intid` in the distributor
+/// (`GICD_ISACTIVERn` / `GICD_ICACTIVERn`), from any CPU.
+pub fn set_spi_active(intid: u32, active: bool) {
+    let i = intid as usize;
+    let base = if active { GICD_ISACTIVER } else { GICD_ICACTIVER };
+    write(&GICD, base + 4 * (i / 32), 1 << (i % 32));
 }
 
 /// Acknowledges the highest-priority pending interrupt (INTID and, for an

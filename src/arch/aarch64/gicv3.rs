@@ -152,6 +152,14 @@ pub fn enable_spi(intid: u32, mpidr: u64) {
     write32(gicd + 0x100 + 4 * (i / 32), 1 << (i % 32));
 }
 
+/// Sets or clears the active state of SPI `intid` in the distributor
+/// (`GICD_ISACTIVERn` / `GICD_ICACTIVERn`), from any CPU.
+pub fn set_spi_active(intid: u32, active: bool) {
+    let i = intid as usize;
+    let reg = if active { 0x300 } else { 0x380 };
+    write32(GICD.load(Ordering::Relaxed) + reg + 4 * (i / 32), 1 << (i % 32));
+}
+
 /// Acknowledges the highest-priority pending interrupt (`ICC_IAR1_EL1`).
 pub fn ack() -> u32 {
     (sysreg_read!("S3_0_C12_C12_0") & 0xff_ffff) as u32

@@ -153,12 +153,6 @@ pub fn hpfar() -> u64 {
     HPFAR_EL2.get()
 }
 
-/// The physical address bits of the guest fault: HPFAR_EL2 gives the IPA
-/// page, FAR_EL2 the offset inside it.
-pub fn fault_ipa(far: u64) -> u64 {
-    ((HPFAR_EL2.get() & 0x0000_0fff_ffff_fff0) << 8) | (far & 0xfff)
-}
-
 /// Makes the guest take a synchronous external data abort at `far`, as if
 /// its own access had faulted (the vCPU returns into its EL1 vector).
 pub fn inject_data_abort(frame: &mut ExceptionFrame, far: u64) {
