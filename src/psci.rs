@@ -48,19 +48,39 @@ pub enum PsciError {
 impl PsciError {
     /// Decodes a PSCI return value (as the low 32 bits of x0/r0).
     pub fn from_return(ret: i32) -> Result<u32, PsciError> {
-        Err(match ret {
-            r if r >= 0 => return Ok(r as u32),
-            -1 => PsciError::NotSupported,
-            -2 => PsciError::InvalidParameters,
-            -3 => PsciError::Denied,
-            -4 => PsciError::AlreadyOn,
-            -5 => PsciError::OnPending,
-            -6 => PsciError::InternalFailure,
-            -7 => PsciError::NotPresent,
-            -8 => PsciError::Disabled,
-            -9 => PsciError::InvalidAddress,
-            r => PsciError::Unknown(r),
-        })
+        if ret >= 0 {
+            return Ok(ret as u32);
+        }
+        Err(Self::KNOWN.into_iter().find(|e| e.code() == ret).unwrap_or(PsciError::Unknown(ret)))
+    }
+
+    /// Every error the specification names.
+    pub const KNOWN: [PsciError; 9] = [
+        PsciError::NotSupported,
+        PsciError::InvalidParameters,
+        PsciError::Denied,
+        PsciError::AlreadyOn,
+        PsciError::OnPending,
+        PsciError::InternalFailure,
+        PsciError::NotPresent,
+        PsciError::Disabled,
+        PsciError::InvalidAddress,
+    ];
+
+    /// The return code, as the specification numbers it.
+    pub fn code(&self) -> i32 {
+        match *self {
+            PsciError::NotSupported => -1,
+            PsciError::InvalidParameters => -2,
+            PsciError::Denied => -3,
+            PsciError::AlreadyOn => -4,
+            PsciError::OnPending => -5,
+            PsciError::InternalFailure => -6,
+            PsciError::NotPresent => -7,
+            PsciError::Disabled => -8,
+            PsciError::InvalidAddress => -9,
+            PsciError::Unknown(r) => r,
+        }
     }
 
     /// The name used in the PSCI specification.

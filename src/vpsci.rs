@@ -45,7 +45,7 @@ use crate::psci::PsciError;
 /// Function IDs the dispatcher knows (DEN0022 PSCI, DEN0028 SMCCC). The ones
 /// the hypervisor also calls on the firmware come from [`crate::psci::fid`].
 pub mod fid {
-    pub use crate::psci::fid::{CPU_ON_32, CPU_ON_64, SYSTEM_OFF, SYSTEM_RESET, VERSION};
+    pub use crate::psci::fid::{CPU_ON_32, CPU_ON_64, FEATURES as PSCI_FEATURES, SYSTEM_OFF, SYSTEM_RESET, VERSION};
 
     /// CPU_SUSPEND, SMC32.
     pub const CPU_SUSPEND_32: u32 = 0x8400_0001;
@@ -59,8 +59,6 @@ pub mod fid {
     pub const AFFINITY_INFO_64: u32 = 0xc400_0004;
     /// MIGRATE_INFO_TYPE.
     pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
-    /// PSCI_FEATURES (PSCI 1.0).
-    pub const PSCI_FEATURES: u32 = 0x8400_000a;
 
     /// SMCCC_VERSION (SMCCC 1.1).
     pub const SMCCC_VERSION: u32 = 0x8000_0000;
@@ -105,22 +103,6 @@ pub const MPIDR_AFFINITY_MASK_64: u64 = 0xff_00ff_ffff;
 /// The same for SMC32, which has no room for Aff3.
 pub const MPIDR_AFFINITY_MASK_32: u64 = 0x00ff_ffff;
 
-/// The return code of a PSCI error, as the specification numbers them.
-pub fn error_code(e: PsciError) -> i32 {
-    match e {
-        PsciError::NotSupported => -1,
-        PsciError::InvalidParameters => -2,
-        PsciError::Denied => -3,
-        PsciError::AlreadyOn => -4,
-        PsciError::OnPending => -5,
-        PsciError::InternalFailure => -6,
-        PsciError::NotPresent => -7,
-        PsciError::Disabled => -8,
-        PsciError::InvalidAddress => -9,
-        PsciError::Unknown(r) => r,
-    }
-}
-
 /// A 32-bit return value as written to `x0`: sign-extended to 64 bits, as
 /// KVM and Trusted Firmware do (`NOT_SUPPORTED` is `0xffff_ffff_ffff_ffff`).
 /// Callers read it as `int`, so either extension would do; an AArch32 guest
@@ -130,7 +112,7 @@ fn ret(value: i32) -> u64 {
 }
 
 fn err(e: PsciError) -> u64 {
-    ret(error_code(e))
+    ret(e.code())
 }
 
 const SUCCESS: u64 = 0;
@@ -766,9 +748,10 @@ mod tests {
     fn error_codes_round_trip_through_the_firmware_decoder() {
         for code in -9..=-1 {
             let e = PsciError::from_return(code).unwrap_err();
-            assert_eq!(error_code(e), code, "{}", e.name());
+            assert!(!matches!(e, PsciError::Unknown(_)), "{code} has a name");
+            assert_eq!(e.code(), code, "{}", e.name());
         }
-        assert_eq!(error_code(PsciError::Unknown(-42)), -42);
+        assert_eq!(PsciError::Unknown(-42).code(), -42);
         assert_eq!(err(PsciError::NotSupported), u64::MAX);
     }
 
