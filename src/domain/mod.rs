@@ -49,7 +49,7 @@ pub struct Domain {
     /// Its RAM (guest physical = host physical for dom0).
     pub ram: Region,
     /// Number of vCPUs; vCPU `n` runs on physical CPU `n` (pinned), with
-    /// virtual MPIDR Aff0 = `n`.
+    /// the virtual MPIDR of [`crate::vgic::vcpu_mpidr`] (Aff0 = `n` below 16).
     pub nvcpus: usize,
     /// Root of its stage-2 tables (for VTTBR_EL2).
     pub stage2_root: PhysAddr,
@@ -117,8 +117,9 @@ impl PsciDomain for Domain {
     }
 
     fn vcpu_by_mpidr(&self, affinity: u64) -> Option<usize> {
-        let n = affinity as usize;
-        (affinity < self.nvcpus as u64).then_some(n)
+        // MPIDR layout (Aff3 in 39:32) to the packed Aff3.Aff2.Aff1.Aff0.
+        let packed = u32::try_from((affinity & 0xff_ffff) | ((affinity >> 8) & 0xff00_0000)).ok()?;
+        crate::vgic::vcpu_of_affinity(packed, self.nvcpus)
     }
 
     fn is_guest_ram(&self, ipa: u64) -> bool {
@@ -216,7 +217,7 @@ fn run_here(dom: &Domain, vcpu: usize, start: StartInfo) -> ! {
         flush_lrs(dom, vcpu);
     }
     info!("d0v{vcpu}: entering at {:#x} (EL1, MMU off), x0 = {:#x}", start.entry, start.context);
-    guest::run_vcpu(start.entry, start.context, vcpu as u64)
+    guest::run_vcpu(start.entry, start.context, crate::vgic::vcpu_mpidr(vcpu))
 }
 
 /// Called by an idle physical CPU (`cpu`): if dom0's vCPU pinned to it has
