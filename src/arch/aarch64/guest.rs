@@ -9,66 +9,40 @@
 
 use super::exception::ExceptionFrame;
 use crate::mm::addr::PhysAddr;
-use crate::mm::lpae::{EntryWrite, Invalidation, Maintenance, TablePage};
+use super::mmu::{LiveMaintenance, TlbInvalidate};
+use crate::mm::lpae::Invalidation;
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 use core::arch::asm;
-use core::ptr::NonNull;
 
 /// Guest physical (IPA) bits: 39, walked from level 1 (VTCR_EL2.SL0 = 1).
 pub const IPA_BITS: u8 = 39;
 
-/// TLB maintenance for stage-2 tables of the domain whose VMID is loaded.
+/// Maintenance of a domain's stage-2 tables (live once a vCPU has run on
+/// them, i.e. its VMID is in VTTBR_EL2).
+pub type Stage2Maintenance = LiveMaintenance<Stage2Tlb>;
+
+/// Stage-2 TLB invalidation for the VMID in VTTBR_EL2: by IPA, then every
+/// stage-1 entry of the VMID (they may be combined with stage 2); whole
+/// VMID for ranges.
 #[derive(Debug, Default)]
-pub struct Stage2Maintenance {
-    live: bool,
-}
+pub struct Stage2Tlb;
 
-impl Stage2Maintenance {
-    /// Tables no vCPU has run on yet.
-    pub const fn building() -> Self {
-        Self { live: false }
-    }
-
-    /// From now on a vCPU may run on the tables (its VMID is in VTTBR_EL2).
-    pub fn set_live(&mut self) {
-        self.live = true;
-    }
-}
-
-impl Maintenance for Stage2Maintenance {
-    fn entry_written(&mut self, _: &EntryWrite) {
-        if self.live {
-            // SAFETY: barrier only.
-            unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
-        }
-    }
-
-    fn table_filled(&mut self, _: PhysAddr, _: NonNull<TablePage>) {
-        if self.live {
-            // SAFETY: barrier only.
-            unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
-        }
-    }
-
-    fn invalidate(&mut self, what: Invalidation) {
-        if !self.live {
-            return;
-        }
-        let ipa = match what {
-            Invalidation::Leaf { input, .. } | Invalidation::Walk { input, .. } => Some(input),
-            Invalidation::Range { .. } => None,
-        };
-        // SAFETY: TLB maintenance for the VMID in VTTBR_EL2; stage-2 entries
-        // by IPA, then all stage-1 entries of the VMID (they may be combined).
-        unsafe {
-            match ipa {
-                Some(ipa) => asm!("dsb ishst", "tlbi ipas2e1is, {}", "dsb ish", "tlbi vmalle1is",
-                    in(reg) ipa >> 12, options(nostack, preserves_flags)),
-                None => asm!("dsb ishst", "tlbi vmalls12e1is", options(nostack, preserves_flags)),
+impl TlbInvalidate for Stage2Tlb {
+    fn invalidate(what: Invalidation) {
+        match what {
+            Invalidation::Leaf { input, .. } | Invalidation::Walk { input, .. } => {
+                // SAFETY: TLB maintenance for the loaded VMID; no memory effects.
+                unsafe {
+                    asm!("tlbi ipas2e1is, {}", "dsb ish", "tlbi vmalle1is",
+                        in(reg) input >> 12, options(nostack, preserves_flags))
+                }
             }
-            asm!("dsb ish", "isb", options(nostack, preserves_flags));
+            // SAFETY: as above.
+            Invalidation::Range { .. } => unsafe { asm!("tlbi vmalls12e1is", options(nostack, preserves_flags)) },
         }
+        barrier::dsb(barrier::ISH);
+        barrier::isb(barrier::SY);
     }
 }
 

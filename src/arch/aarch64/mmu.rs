@@ -1,79 +1,93 @@
 //! EL2 translation-table maintenance and the relocation switch (AArch64).
 //!
-//! [`El2Maintenance`] is what the LPAE library calls when it edits tables:
+//! [`LiveMaintenance`] is what the LPAE library calls when it edits tables:
 //! nothing while the tables are being built (no CPU uses them), barriers and
-//! TLB invalidation once they are live. [`relocate_and_switch`] copies the
+//! TLB invalidation once they are live; [`El2Maintenance`] is it for EL2's
+//! own tables (stage 2 has its own invalidation in `guest`). [`relocate_and_switch`] copies the
 //! image and moves the CPU onto the runtime tables, from the identity page.
 
 use crate::mm::addr::PhysAddr;
 use crate::mm::lpae::{EntryWrite, Invalidation, Maintenance, TablePage};
+use aarch64_cpu::asm::barrier;
 use core::arch::asm;
 use core::ptr::NonNull;
 
-/// TLB and barrier maintenance for the hypervisor's own (EL2) tables.
-#[derive(Debug, Default)]
-pub struct El2Maintenance {
-    live: bool,
+/// How one translation regime's TLB entries are invalidated.
+pub trait TlbInvalidate: Default {
+    /// Invalidates the entries `what` covers and waits for completion
+    /// (the table store is already visible: `dsb ishst` came before).
+    fn invalidate(what: Invalidation);
 }
 
-impl El2Maintenance {
+/// Barrier and TLB maintenance for a set of tables: nothing while they are
+/// being built (no CPU walks them), once live a `dsb ishst` after each store
+/// (walks read through the cache: inner write-back in TCR/VTCR, so making
+/// the store visible is enough) and `T`'s invalidation.
+#[derive(Debug, Default)]
+pub struct LiveMaintenance<T: TlbInvalidate> {
+    live: bool,
+    _tlb: core::marker::PhantomData<T>,
+}
+
+impl<T: TlbInvalidate> LiveMaintenance<T> {
     /// For tables no CPU walks yet: no maintenance at all.
     pub const fn building() -> Self {
-        Self { live: false }
+        Self { live: false, _tlb: core::marker::PhantomData }
     }
 
-    /// From now on the tables are in TTBR0_EL2 of some CPU.
+    /// From now on a CPU may walk the tables.
     pub fn set_live(&mut self) {
         self.live = true;
     }
-}
 
-fn tlbi_va(va: u64) {
-    // SAFETY: TLB maintenance by VA for EL2; orders after the table write.
-    unsafe { asm!("dsb ishst", "tlbi vae2is, {}", options(nostack, preserves_flags), in(reg) va >> 12) };
-}
-
-fn sync() {
-    // SAFETY: barriers only.
-    unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
-}
-
-impl Maintenance for El2Maintenance {
-    fn entry_written(&mut self, _: &EntryWrite) {
+    fn publish(&self) {
         if self.live {
-            // The walker reads through the cache (inner write-back walks in
-            // TCR_EL2), so making the store visible is enough.
-            // SAFETY: barrier only.
-            unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
+            barrier::dsb(barrier::ISHST);
         }
+    }
+}
+
+impl<T: TlbInvalidate> Maintenance for LiveMaintenance<T> {
+    fn entry_written(&mut self, _: &EntryWrite) {
+        self.publish();
     }
 
     fn table_filled(&mut self, _: PhysAddr, _: NonNull<TablePage>) {
-        if self.live {
-            // SAFETY: barrier only.
-            unsafe { asm!("dsb ishst", options(nostack, preserves_flags)) };
-        }
+        self.publish();
     }
 
     fn invalidate(&mut self, what: Invalidation) {
-        if !self.live {
-            return;
+        if self.live {
+            barrier::dsb(barrier::ISHST);
+            T::invalidate(what);
         }
+    }
+}
+
+/// The hypervisor's own (EL2) tables, once in TTBR0_EL2 of some CPU.
+pub type El2Maintenance = LiveMaintenance<El2Tlb>;
+
+/// EL2 TLB invalidation by VA (all of EL2 for ranges over 64 pages).
+#[derive(Debug, Default)]
+pub struct El2Tlb;
+
+fn tlbi_va(va: u64) {
+    // SAFETY: TLB maintenance by VA for EL2; no memory effects.
+    unsafe { asm!("tlbi vae2is, {}", in(reg) va >> 12, options(nostack, preserves_flags)) };
+}
+
+impl TlbInvalidate for El2Tlb {
+    fn invalidate(what: Invalidation) {
         match what {
             Invalidation::Leaf { input, .. } | Invalidation::Walk { input, .. } => tlbi_va(input),
             Invalidation::Range { input, size } if size <= 64 << 12 => {
-                let mut va = input;
-                while va < input + size {
-                    tlbi_va(va);
-                    va += 1 << 12;
-                }
+                (input..input + size).step_by(1 << 12).for_each(tlbi_va);
             }
-            Invalidation::Range { .. } => {
-                // SAFETY: invalidates every EL2 TLB entry; always safe.
-                unsafe { asm!("dsb ishst", "tlbi alle2is", options(nostack, preserves_flags)) };
-            }
+            // SAFETY: invalidates every EL2 TLB entry; no memory effects.
+            Invalidation::Range { .. } => unsafe { asm!("tlbi alle2is", options(nostack, preserves_flags)) },
         }
-        sync();
+        barrier::dsb(barrier::ISH);
+        barrier::isb(barrier::SY);
     }
 }
 
