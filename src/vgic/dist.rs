@@ -69,6 +69,15 @@ fn bit_of(reg: BitReg, irq: &Irq) -> bool {
 }
 
 /// Reads `reg` for INTIDs `first..first + 32`.
+/// `GICD_CTLR` write: the group enables (the rest is RAZ/WI here); every
+/// vCPU re-evaluates what it can take when they change.
+pub(crate) fn write_ctlr(st: &mut State, cfg: &VgicConfig, value: u32, out: &mut Outcome) {
+    let ctlr = value & (super::state::CTLR_GRP0 | super::state::CTLR_GRP1);
+    if core::mem::replace(&mut st.ctlr, ctlr) != ctlr {
+        out.kick |= super::VcpuMask::all(cfg.vcpus);
+    }
+}
+
 pub(crate) fn read_bits(st: &State, bank: usize, first: u32, reg: BitReg) -> u32 {
     (0..32).filter(|&i| st.irq(bank, first + i).is_some_and(|irq| bit_of(reg, irq))).fold(0, |v, i| v | 1 << i)
 }

@@ -347,6 +347,11 @@ impl VcpuMask {
         VcpuMask(if n >= 64 { u64::MAX } else { (1u64 << n) - 1 })
     }
 
+    /// vCPUs `0..n` but `v`.
+    pub fn all_but(n: usize, v: usize) -> Self {
+        VcpuMask(Self::all(n).0 & !Self::one(v).0)
+    }
+
     /// Whether `v` is in the set.
     pub fn contains(&self, v: usize) -> bool {
         v < 64 && self.0 & (1 << v) != 0
@@ -624,10 +629,7 @@ impl Vgic {
         self.state.lock().modify(&self.cfg, bank, intid, false, &mut out, |irq| {
             if v2_sgi {
                 // An SGI from the hypervisor: it appears to come from the target itself.
-                let src = 1u8 << (bank & 7);
-                let changed = irq.sources & src == 0;
-                irq.sources |= src;
-                changed
+                irq.add_sources(1 << (bank & 7))
             } else {
                 !core::mem::replace(&mut irq.latch, true)
             }

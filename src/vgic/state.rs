@@ -79,6 +79,13 @@ pub(crate) struct Irq {
 }
 
 impl Irq {
+    /// Adds GICv2 SGI sources `mask` (one bit per sending CPU interface);
+    /// whether any was new.
+    pub fn add_sources(&mut self, mask: u8) -> bool {
+        let new = self.sources | mask;
+        new != core::mem::replace(&mut self.sources, new)
+    }
+
     /// The reset state of INTID `intid` under `version`: SGIs edge, the rest
     /// level; GICv3 interrupts Group 1 (what its non-secure software
     /// expects), GICv2 Group 0; SPIs target vCPU 0.

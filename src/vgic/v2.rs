@@ -146,12 +146,7 @@ pub(crate) fn write(
     check_width(reg, size)?;
     let all = VcpuMask::all(cfg.vcpus).0 as u8;
     match reg {
-        Reg::Ctlr => {
-            let ctlr = value as u32 & (super::state::CTLR_GRP0 | super::state::CTLR_GRP1);
-            if core::mem::replace(&mut st.ctlr, ctlr) != ctlr {
-                out.kick |= VcpuMask::all(cfg.vcpus);
-            }
-        }
+        Reg::Ctlr => dist::write_ctlr(st, cfg, value as u32, out),
         Reg::Typer | Reg::Iidr | Reg::Pidr2 | Reg::Ident => return Err(Why::ReadOnly),
         Reg::Bits(r, n) => dist::write_bits(st, cfg, vcpu, n * 32, r, value as u32, out),
         Reg::Priority(first) => dist::write_priority(st, cfg, vcpu, first, size, value, out),
@@ -189,11 +184,7 @@ pub(crate) fn write(
         Reg::SetSgiPending(first) => {
             for i in 0..size as u32 {
                 let mask = (value >> (8 * i)) as u8 & all;
-                st.modify(cfg, vcpu, first + i, false, out, |irq| {
-                    let changed = irq.sources | mask != irq.sources;
-                    irq.sources |= mask;
-                    changed
-                });
+                st.modify(cfg, vcpu, first + i, false, out, |irq| irq.add_sources(mask));
             }
         }
     }
@@ -208,17 +199,13 @@ fn sgir(st: &mut State, cfg: &VgicConfig, sender: usize, value: u32, out: &mut O
     let all = VcpuMask::all(cfg.vcpus);
     let targets = match (value >> 24) & 3 {
         0 => VcpuMask(u64::from((value >> 16) & 0xff)) & all,
-        1 => VcpuMask(all.0 & !VcpuMask::one(sender).0),
+        1 => VcpuMask::all_but(cfg.vcpus, sender),
         2 => VcpuMask::one(sender),
         _ => return Err(Why::BadValue),
     };
     let from = 1u8 << (sender & 7);
     for t in targets.iter() {
-        st.modify(cfg, t, sgi, false, out, |irq| {
-            let changed = irq.sources & from == 0;
-            irq.sources |= from;
-            changed
-        });
+        st.modify(cfg, t, sgi, false, out, |irq| irq.add_sources(from));
     }
     Ok(())
 }

@@ -211,12 +211,7 @@ pub(crate) fn dist_write(
     let reg = decode_dist(off).ok_or(Why::Reserved)?;
     reg.check_width(off, size)?;
     match reg {
-        Reg::Ctlr => {
-            let ctlr = value as u32 & (super::state::CTLR_GRP0 | super::state::CTLR_GRP1);
-            if core::mem::replace(&mut st.ctlr, ctlr) != ctlr {
-                out.kick |= VcpuMask::all(cfg.vcpus);
-            }
-        }
+        Reg::Ctlr => dist::write_ctlr(st, cfg, value as u32, out),
         Reg::Typer | Reg::Typer2 | Reg::Iidr | Reg::Pidr2 | Reg::Ident => return Err(Why::ReadOnly),
         Reg::Bits(_, 0) | Reg::Config(0 | 1) => {}
         Reg::Bits(r, n) => dist::write_bits(st, cfg, 0, n * 32, r, value as u32, out),
@@ -307,7 +302,7 @@ pub(crate) fn send_sgi(st: &mut State, cfg: &VgicConfig, sender: usize, value: u
     let mut out = Outcome::default();
     let sgi = ((value >> 24) & 0xf) as u32;
     let targets = if value & (1 << 40) != 0 {
-        VcpuMask(VcpuMask::all(cfg.vcpus).0 & !VcpuMask::one(sender).0)
+        VcpuMask::all_but(cfg.vcpus, sender)
     } else {
         let high = (((value >> 48) & 0xff) << 24 | ((value >> 32) & 0xff) << 16 | ((value >> 16) & 0xff) << 8) as u32;
         let rs = ((value >> 44) & 0xf) as u32;
