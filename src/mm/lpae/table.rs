@@ -556,14 +556,8 @@ impl<R: Regime, A: TableAllocator, M: Maintenance> PageTable<R, A, M> {
         op: Op,
         pass: Pass,
     ) -> Result<(), MapError> {
-        let shift = level_shift(level);
-        let size = level_size(level);
-        let first = ((start - base) >> shift) as usize;
-        let last = ((end - 1 - base) >> shift) as usize;
-        for index in first..=last {
-            let input = base + index as u64 * size;
-            let slot = Slot { table, index, level, input };
-            self.update_entry(slot, start.max(input), end.min(input + size), op, pass)?;
+        for (index, input, s, e) in entries_in(level, base, start, end) {
+            self.update_entry(Slot { table, index, level, input }, s, e, op, pass)?;
         }
         Ok(())
     }
@@ -688,15 +682,10 @@ impl<R: Regime, A: TableAllocator, M: Maintenance> PageTable<R, A, M> {
     /// After a failed prepare pass: unlinks and frees the tables in
     /// `[start, end)` left empty.
     fn prune(&mut self, table: PhysAddr, level: u8, base: u64, start: u64, end: u64) {
-        let shift = level_shift(level);
-        let size = level_size(level);
-        let first = ((start - base) >> shift) as usize;
-        let last = ((end - 1 - base) >> shift) as usize;
-        for index in first..=last {
-            let input = base + index as u64 * size;
+        for (index, input, s, e) in entries_in(level, base, start, end) {
             let old = self.read(table, index);
             if let DescriptorKind::Table(next) = old.kind(level) {
-                self.prune(next, level + 1, input, start.max(input), end.min(input + size));
+                self.prune(next, level + 1, input, s, e);
                 if self.is_empty(next) {
                     self.break_entry(Slot { table, index, level, input }, old);
                 }
@@ -839,3 +828,17 @@ fn fill(ptr: NonNull<TablePage>, entry: impl Fn(usize) -> u64) {
 // The attribute mask must not overlap the address: a leaf's attribute bits
 // and output address can be compared separately.
 const _: () = assert!(ATTR_MASK & super::desc::ADDR_MASK == 0);
+
+/// The entries of a level-`level` table whose first entry translates
+/// `base` that the non-empty range `[start, end)` touches: for each, its
+/// index, the input address it translates, and the part of the range inside
+/// it.
+fn entries_in(level: u8, base: u64, start: u64, end: u64) -> impl Iterator<Item = (usize, u64, u64, u64)> {
+    let (shift, size) = (level_shift(level), level_size(level));
+    let first = ((start - base) >> shift) as usize;
+    let last = ((end - 1 - base) >> shift) as usize;
+    (first..=last).map(move |index| {
+        let input = base + index as u64 * size;
+        (index, input, start.max(input), end.min(input + size))
+    })
+}
