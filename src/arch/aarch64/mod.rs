@@ -111,21 +111,22 @@ pub fn counter_frequency() -> u64 {
 /// Returns x0. x0-x17 are treated as clobbered (SMCCC v1.0 allows it).
 pub fn firmware_call(conduit: Conduit, fid: u32, a1: u64, a2: u64, a3: u64) -> u64 {
     let mut x0 = fid as u64;
-    // SAFETY: an SMCCC call only changes the registers declared here; the
-    // firmware owns no memory of ours.
-    unsafe {
-        match conduit {
-            Conduit::Smc => asm!("smc #0",
-                inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
-                out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
-                out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
-                out("x15") _, out("x16") _, out("x17") _, options(nostack)),
-            Conduit::Hvc => asm!("hvc #0",
-                inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
-                out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
-                out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
-                out("x15") _, out("x16") _, out("x17") _, options(nostack)),
-        }
+    macro_rules! call {
+        ($insn:literal) => {
+            // SAFETY: an SMCCC call only changes the registers declared here;
+            // the firmware owns no memory of ours.
+            unsafe {
+                asm!($insn,
+                    inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _, inout("x3") a3 => _,
+                    out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
+                    out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
+                    out("x15") _, out("x16") _, out("x17") _, options(nostack))
+            }
+        };
+    }
+    match conduit {
+        Conduit::Smc => call!("smc #0"),
+        Conduit::Hvc => call!("hvc #0"),
     }
     x0
 }

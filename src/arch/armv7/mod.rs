@@ -129,28 +129,27 @@ pub fn counter_frequency() -> u64 {
 pub fn firmware_call(conduit: Conduit, fid: u32, a1: u64, a2: u64, a3: u64) -> u64 {
     let mut r0 = fid;
     let (a1, a2, a3) = (a1 as u32, a2 as u32, a3 as u32);
-    // SAFETY: an SMCCC call only changes the registers declared here, and r6,
-    // which LLVM reserves (it cannot be an operand) and the asm therefore
-    // saves on the stack itself; the firmware owns no memory of ours.
-    unsafe {
-        match conduit {
-            Conduit::Smc => asm!(
-                ".arch_extension sec",
-                "push {{r6}}",
-                "smc #0",
-                "pop {{r6}}",
-                inout("r0") r0, inout("r1") a1 => _, inout("r2") a2 => _, inout("r3") a3 => _,
-                out("r4") _, out("r5") _, out("r7") _, out("r12") _,
-            ),
-            Conduit::Hvc => asm!(
-                ".arch_extension virt",
-                "push {{r6}}",
-                "hvc #0",
-                "pop {{r6}}",
-                inout("r0") r0, inout("r1") a1 => _, inout("r2") a2 => _, inout("r3") a3 => _,
-                out("r4") _, out("r5") _, out("r7") _, out("r12") _,
-            ),
-        }
+    macro_rules! call {
+        ($ext:literal, $insn:literal) => {
+            // SAFETY: an SMCCC call only changes the registers declared here,
+            // and r6, which LLVM reserves (it cannot be an operand) and the asm
+            // therefore saves on the stack itself; the firmware owns no memory
+            // of ours.
+            unsafe {
+                asm!(
+                    $ext,
+                    "push {{r6}}",
+                    $insn,
+                    "pop {{r6}}",
+                    inout("r0") r0, inout("r1") a1 => _, inout("r2") a2 => _, inout("r3") a3 => _,
+                    out("r4") _, out("r5") _, out("r7") _, out("r12") _,
+                )
+            }
+        };
+    }
+    match conduit {
+        Conduit::Smc => call!(".arch_extension sec", "smc #0"),
+        Conduit::Hvc => call!(".arch_extension virt", "hvc #0"),
     }
     r0 as u64
 }
