@@ -180,6 +180,7 @@ secondary:
 setup:
         mov     x20, #0
         mov     x23, #0
+        mov     x17, #0
         adr     x0, vectors
         msr     vbar_el1, x0
         cmp     x26, #2
@@ -239,7 +240,10 @@ timer_test:
         bl      puts
         mov     x30, x10
         ret
-2:      adr     x0, msg_timer
+2:      cbz     x17, 3f
+        adr     x0, msg_fail_active
+        bl      puts
+3:      adr     x0, msg_timer
         bl      puts
         add     x1, x25, #48
         bl      putc
@@ -288,8 +292,9 @@ wait_flag:
  * EL1 vectors: IRQ from this EL with SP_ELx at +0x280. The timer interrupt
  * turns the timer off (so its line drops) and counts in x20; SGI 1 counts in
  * x23; the PL031 alarm (SPI 34) is masked at the device and counts in x19.
+ * While handling the timer interrupt it checks ISACTIVER0 shows it active.
  * EOI (EOImode 0: also deactivates; for hardware-linked interrupts, the
- * deactivation reaches the physical GIC). Uses x18, x21 and x28 only.
+ * deactivation reaches the physical GIC). Uses x17, x18, x21 and x28 only.
  */
         .balign 0x800
 vectors:
@@ -305,6 +310,18 @@ vectors:
         b.ne    1f
         msr     cntv_ctl_el0, xzr
         add     x20, x20, #1
+        /* Acknowledged, so the distributor must show it active: ISACTIVER0
+         * (GICv2: banked GICD; GICv3: this vCPU's SGI_base). The access
+         * traps; the hypervisor must answer from the list register's state
+         * now, not from when it was listed. Misses count in x17. */
+        movz    x18, #0x0800, lsl #16
+        cmp     x26, #2
+        b.eq    7f
+        movz    x18, #(GICR_SGI_BASE >> 16), lsl #16
+        add     x18, x18, x25, lsl #17
+7:      ldr     w18, [x18, #0x300]
+        tbnz    w18, #27, 1f
+        add     x17, x17, #1
 1:      cmp     x28, #1
         b.ne    6f
         add     x23, x23, #1
@@ -327,6 +344,7 @@ vectors:
 msg_hello:          .asciz "irq guest: vCPU 0 up\n"
 msg_timer:          .asciz "PASS timer: vCPU "
 msg_fail_timer:     .asciz "FAIL timer: no virtual timer interrupt within a second\n"
+msg_fail_active:    .asciz "FAIL active: the timer interrupt being handled reads as inactive in ISACTIVER0\n"
 msg_sgi:            .asciz "PASS sgi: vCPU "
 msg_fail_sgi_here:  .asciz "FAIL sgi: no SGI within a second\n"
 msg_fail_ready:     .asciz "FAIL irq: a secondary vCPU never got ready\n"
