@@ -172,6 +172,7 @@ fn irq(test: &str, gic: u8, smp: u32) {
             "d0v0: irq guest: vCPU 0 up",
             "d0v0: PASS timer: vCPU 0",
             "d0v0: PASS spi: the PL031 RTC alarm (SPI 34) reached vCPU 0",
+            "d0v0: PASS spi: after a deactivation by hand (GICD_ICACTIVER1) the alarm came again",
             "d0v0: PASS irq: all vCPUs took their timer interrupt and the SGI",
             "d0: PSCI SYSTEM_OFF",
         ])

@@ -9,7 +9,8 @@
  * the others (GICv3: ICC_SGI1R_EL1, IRM = 1; GICv2: GICD_SGIR, "all but
  * me"), and each must take it. Lines:
  * Last, vCPU 0 arms the PL031 RTC's alarm (a real device Armature passes
- * through, SPI 34) and must take its interrupt.
+ * through, SPI 34) and must take its interrupt; it deactivates the second
+ * one by hand (GICD_ICACTIVER1) instead of by EOI, and must get a third.
  *   "PASS timer: vCPU n", "PASS sgi: vCPU n", "PASS spi: …", "PASS irq: …".
  *
  * A flag word per vCPU, 64 KiB into the guest's RAM: 1 = timer done, ready
@@ -104,7 +105,38 @@ entry:
         mov     w2, #(1 << 2)           /* SPI 34: bit 2 of ISENABLER1 */
         str     w2, [x1, #0x104]
         mov     x19, #0
+        mov     x4, #1
+        bl      alarm
+        cbz     x0, 11f
+        adr     x0, msg_spi
+        bl      puts
+        /* The second alarm the IRQ vector deactivates by hand through
+         * GICD_ICACTIVER1 (the hypervisor must deactivate the physical SPI
+         * for it); a third must still arrive. */
+        mov     x4, #2
+        bl      alarm
+        cbz     x0, 11f
+        mov     x4, #3
+        bl      alarm
+        cbz     x0, 11f
+        adr     x0, msg_spi_by_hand
+        bl      puts
+        adr     x0, msg_all
+        bl      puts
+        b       power_off
+11:     adr     x0, msg_fail_spi
+        bl      puts
+        b       power_off
+
+/*
+ * alarm: arm the PL031's alarm a second on and wait up to 4 s for x19 (SPI
+ * 34 taken, counted by the IRQ vector) to reach x4.
+ *   Out: x0 = 1 if it did. Clobbers x0-x3.
+ */
+alarm:
         movz    x1, #0x0901, lsl #16    /* PL031 */
+        mov     w2, #1
+        str     w2, [x1, #0x1c]         /* RTCICR: clear the last alarm */
         ldr     w2, [x1]                /* RTCDR: now, in seconds */
         add     w2, w2, #1
         str     w2, [x1, #0x4]          /* RTCMR: the alarm, a second on */
@@ -114,18 +146,16 @@ entry:
         mrs     x2, cntvct_el0
         mrs     x3, cntfrq_el0
         add     x3, x2, x3, lsl #2      /* wait up to 4 s */
-9:      cbnz    x19, 10f
+1:      add     x0, x19, #1
+        cmp     x0, x4
+        b.hi    2f
         mrs     x2, cntvct_el0
         cmp     x2, x3
-        b.lo    9b
-        adr     x0, msg_fail_spi
-        bl      puts
-        b       power_off
-10:     adr     x0, msg_spi
-        bl      puts
-        adr     x0, msg_all
-        bl      puts
-        b       power_off
+        b.lo    1b
+        mov     x0, #0
+        ret
+2:      mov     x0, #1
+        ret
 
 fail_ready:
         adr     x0, msg_fail_ready
@@ -331,6 +361,12 @@ vectors:
         movz    x18, #0x0901, lsl #16   /* PL031: alarm interrupt off, */
         str     wzr, [x18, #0x10]       /* so its level line drops */
         add     x19, x19, #1
+        cmp     x19, #2                 /* the second: deactivated by hand */
+        b.ne    2f
+        movz    x18, #0x0800, lsl #16
+        mov     w28, #(1 << 2)
+        str     w28, [x18, #0x384]      /* GICD_ICACTIVER1: SPI 34 */
+        dsb     sy
 2:      cmp     x26, #2
         b.eq    5f
         msr     S3_0_C12_C12_1, x21     /* ICC_EOIR1_EL1 */
@@ -352,3 +388,4 @@ msg_fail_sgi:       .asciz "FAIL irq: a secondary vCPU never took the SGI\n"
 msg_all:            .asciz "PASS irq: all vCPUs took their timer interrupt and the SGI\n"
 msg_spi:            .asciz "PASS spi: the PL031 RTC alarm (SPI 34) reached vCPU 0\n"
 msg_fail_spi:       .asciz "FAIL spi: no PL031 alarm interrupt within 4 s\n"
+msg_spi_by_hand:    .asciz "PASS spi: after a deactivation by hand (GICD_ICACTIVER1) the alarm came again\n"
