@@ -8,7 +8,7 @@
 //! the direct map.
 
 use super::relocate::DIRECTMAP_VA;
-use crate::dt::{DeviceTree, DtError, Region, Regions};
+use crate::dt::{Region, Regions, Reserved};
 use crate::mm::addr::{PAGE_SIZE, VirtAddr};
 use crate::mm::frames::{Claim, FrameAllocator, FrameError};
 use crate::mm::heap::{self, HeapError};
@@ -24,8 +24,6 @@ pub static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::n
 /// Why memory could not be set up.
 #[derive(Debug)]
 pub enum MemError {
-    /// Reading the device tree failed.
-    Dt(DtError),
     /// The page allocator refused.
     Frames(FrameError<'static>),
     /// The heap refused its region.
@@ -38,7 +36,6 @@ pub enum MemError {
 impl fmt::Display for MemError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MemError::Dt(e) => write!(f, "device tree: {e}"),
             MemError::Frames(e) => write!(f, "page allocator: {e}"),
             MemError::Heap(e) => write!(f, "heap: {e}"),
             MemError::ReservedDropped(n) => {
@@ -48,27 +45,33 @@ impl fmt::Display for MemError {
     }
 }
 
-/// Sets up the page allocator and the heap. `image` is the hypervisor's
-/// (new) place, `dtb` the firmware's device tree blob.
+/// Sets up the page allocator and the heap over the DT's memory `banks`,
+/// minus its `reserved` memory and boot `modules`. `image` is the
+/// hypervisor's (new) place, `dtb` the firmware's device tree blob.
 #[allow(clippy::result_large_err)]
-pub fn init(dt: &DeviceTree<'static>, banks: &Regions, image: Region, dtb: Region) -> Result<(), MemError> {
+pub fn init(
+    banks: &Regions,
+    reserved: &Reserved<'static>,
+    modules: &Regions,
+    image: Region,
+    dtb: Region,
+) -> Result<(), MemError> {
     const MAX_CLAIMS: usize = 2 + crate::dt::MAX_BANKS;
     let mut claims = [Claim::new(Region::default(), ""); MAX_CLAIMS];
     claims[0] = Claim::new(image, "hypervisor image");
     claims[1] = Claim::new(dtb, "firmware DTB");
     let mut n = 2;
-    for m in dt.boot_modules().map_err(MemError::Dt)?.as_slice() {
+    for m in modules.as_slice() {
         if let Some(slot) = claims.get_mut(n) {
             *slot = Claim::new(*m, "boot module");
             n += 1;
         }
     }
     let mut frames = FrameAllocator::new(banks.as_slice(), &claims[..n]).map_err(MemError::Frames)?;
-    let reserved = dt.reserved().map_err(MemError::Dt)?;
     if reserved.dropped() > 0 {
         return Err(MemError::ReservedDropped(reserved.dropped()));
     }
-    frames.claim_reserved(&reserved).map_err(MemError::Frames)?;
+    frames.claim_reserved(reserved).map_err(MemError::Frames)?;
     frames.report(&mut |line| info!("  {line}"));
 
     let pa = frames.alloc(HEAP_SIZE / PAGE_SIZE, 1).map_err(MemError::Frames)?;

@@ -14,7 +14,7 @@ pub mod relocate;
 use crate::arch;
 use crate::cmdline::{self, OptionError};
 use crate::console::{self, pl011::Pl011};
-use crate::dt::{Conduit, DeviceTree};
+use crate::dt::{Console, DeviceTree, DtError};
 use crate::platform::{self, EarlyUart};
 use crate::{logger, psci};
 use log::{error, info, warn};
@@ -82,6 +82,8 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
         Err(e) => fatal(format_args!("device tree at {dtb:#x} refused: {e}")),
     };
     info!("DTB: {dtb_size} bytes, valid; the hypervisor keeps a {}-byte copy", dt.total_size());
+    // Everything the boot reads from the device tree, read once.
+    let plan = dt.boot_plan();
 
     let bootargs = dt.bootargs().unwrap_or("");
     info!("Command line: \"{bootargs}\"");
@@ -93,7 +95,7 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     });
     logger::set_level(opts.log_level);
 
-    let banks = match dt.memory_banks() {
+    let banks = match plan.memory {
         Ok(banks) => {
             info!("Memory: {} bank(s), {} MiB", banks.as_slice().len(), banks.total() >> 20);
             for (i, b) in banks.as_slice().iter().enumerate() {
@@ -113,7 +115,12 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     let relocated = if !mmu_on {
         None
     } else {
-        match relocate::relocate(&dt, &early, &banks, dtb_size) {
+        // What relocation and the page allocator must keep clear.
+        let (reserved, modules) = match plan.reserved.and_then(|reserved| Ok((reserved, dt.boot_modules()?))) {
+            Ok(keep) => keep,
+            Err(e) => fatal(format_args!("relocation failed: {}", relocate::RelocError::Dt(e))),
+        };
+        match relocate::relocate(&early, &banks, &reserved, &modules, plan.gic.as_ref().ok(), dtb_size) {
             Ok(r) => {
                 match r.placement.below {
                     Some(b) => info!(
@@ -132,7 +139,7 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
                 let image = crate::dt::Region { base: r.to, size: r.size };
                 let firmware_dtb = crate::dt::Region { base: early.dtb_pa, size: dtb_size as u64 };
                 info!("Memory: page allocator (banks minus claims):");
-                if let Err(e) = memory::init(&dt, &banks, image, firmware_dtb) {
+                if let Err(e) = memory::init(&banks, &reserved, &modules, image, firmware_dtb) {
                     fatal(format_args!("memory setup failed: {e}"));
                 }
                 Some(r)
@@ -141,30 +148,35 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
         }
     };
 
-    match dt.stdout() {
-        Ok(out) => {
-            info!("Console: stdout-path \"{}\" -> {} ({}) at {:#x}", out.raw, out.path, out.compatible, out.base);
-            switch_console(out.compatible, out.base, mmu_on.then_some(early.uart_pa));
+    match &plan.console {
+        Ok(c) => {
+            match dt.stdout_path() {
+                Some((_, Some(raw))) if c.source == crate::dt::ConsoleSource::StdoutPath => {
+                    info!("Console: stdout-path \"{raw}\" -> {} ({}) at {:#x}", c.node, c.compatible, c.region.base)
+                }
+                _ => info!("Console: {} -> {} ({}) at {:#x}", c.source, c.node, c.compatible, c.region.base),
+            }
+            switch_console(c, mmu_on.then_some(early.uart_pa));
         }
         Err(e) => warn!("Console: {e}; staying on the early console"),
     }
 
-    match dt.cpu_count() {
-        Ok(n) => info!("CPUs: {n} in /cpus"),
+    match &plan.cpus {
+        Ok(cpus) => info!("CPUs: {} in /cpus", cpus.enabled()),
         Err(e) => warn!("CPUs: {e}"),
     }
     info!("Boot plan from the device tree:");
-    dt.boot_plan().report(&mut |line| info!("  {line}"));
+    plan.report(&mut |line| info!("  {line}"));
 
-    let conduit = match dt.psci_conduit() {
-        Ok(c) => c,
+    let conduit = match plan.psci.and_then(|p| p.ok_or(DtError::MissingNode("/psci"))) {
+        Ok(p) => p.conduit,
         Err(e) => fatal(format_args!("PSCI: {e}; cannot control CPUs or power")),
     };
     let version = arch::firmware_call(conduit, psci::fid::VERSION, 0, 0, 0) as i32;
     match psci::PsciError::from_return(version) {
         Ok(v) => {
             let (major, minor) = psci::version_parts(v);
-            info!("PSCI: firmware v{major}.{minor} via {}", conduit_name(conduit));
+            info!("PSCI: firmware v{major}.{minor} via {conduit}");
             // PSCI 1.0+: ask whether CPU_ON is there, rather than assume it.
             if major >= 1 {
                 let cpu_on = if cfg!(target_arch = "aarch64") { psci::fid::CPU_ON_64 } else { psci::fid::CPU_ON_32 };
@@ -181,15 +193,15 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     // The physical GIC: interrupt delivery to guests.
     #[cfg(target_arch = "aarch64")]
     if relocated.is_some() {
-        init_gic(&dt);
+        init_gic(&plan.gic);
     }
 
     // Secondary CPUs, straight into the relocated image.
     #[cfg(target_arch = "aarch64")]
     if let Some(r) = relocated {
-        match (dt.cpus(), dt.psci()) {
+        match (&plan.cpus, &plan.psci) {
             (Ok(cpus), Ok(psci)) => {
-                crate::smp::bring_up(&cpus, psci.as_ref(), r.secondary_entry, r.bringup_root, |pa| {
+                crate::smp::bring_up(cpus, psci.as_ref(), r.secondary_entry, r.bringup_root, |pa| {
                     (relocate::DIRECTMAP_VA + pa) as usize
                 });
             }
@@ -211,7 +223,7 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     if relocated.is_some() {
         match dt.kernel_module() {
             Ok(Some((kernel, _args))) => {
-                let gic = dt.gic().ok().map(|g| crate::domain::HostGic {
+                let gic = plan.gic.as_ref().ok().map(|g| crate::domain::HostGic {
                     version: g.version,
                     gicd: g.dist,
                     gicr: g.redist.as_slice().first().copied(),
@@ -247,27 +259,21 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     arch::halt();
 }
 
-fn conduit_name(c: Conduit) -> &'static str {
-    match c {
-        Conduit::Smc => "SMC",
-        Conduit::Hvc => "HVC",
-    }
-}
-
 /// Sets the physical GIC up for delivering interrupts to guests (GICv3, or
 /// GICv2 with its virtual interface frames), reached through the direct map.
 #[cfg(target_arch = "aarch64")]
-fn init_gic(dt: &DeviceTree<'_>) {
+fn init_gic(gic: &Result<crate::dt::Gic, DtError>) {
     use crate::dt::GicVersion;
     let dm = relocate::DIRECTMAP_VA;
-    let g = match dt.gic() {
+    let g = match gic {
         Ok(g) => g,
         Err(e) => return warn!("GIC: {e}; no interrupt delivery to guests"),
     };
     match (g.version, g.cpu_if, g.hyp_if) {
         (GicVersion::V3, _, _) => {
             let gicr = g.redist.as_slice().first().copied().unwrap_or_default();
-            crate::arch::gicv3::init((dm + g.dist.base) as usize, (dm + gicr.base) as usize, (gicr.size / 0x20000) as usize);
+            let stride = g.redist_stride.map(|s| s as usize);
+            crate::arch::gicv3::init((dm + g.dist.base) as usize, (dm + gicr.base) as usize, gicr.size as usize, stride);
             crate::gic::set_version(GicVersion::V3);
         }
         (GicVersion::V2, Some(gicc), Some(gich)) if g.vcpu_if.is_some() => {
@@ -290,8 +296,9 @@ fn init_gic(dt: &DeviceTree<'_>) {
 
 /// Logs what the early MMU code did.
 fn report_early_mmu(e: &armature_early::EarlyInfo) {
+    const ALIAS: u64 = armature_early::layout::Plan::TemporaryAlias as u64;
     match e.plan {
-        2 => info!(
+        ALIAS => info!(
             "MMU: on; identity page {:#x} clashed with the runtime range at {:#x}: went through the temporary alias at {:#x}",
             e.idmap_pa, e.image_va, e.alias_va
         ),
@@ -305,23 +312,25 @@ fn report_early_mmu(e: &armature_early::EarlyInfo) {
 
 /// The early code's error codes (`armature_early::Error`) in words.
 fn early_error_name(code: u64) -> &'static str {
-    match code {
-        1 => "out of boot page-table pages",
-        2 => "virtual address already mapped",
-        3 => "address not page aligned or out of range",
-        4 => "image larger than the runtime image window",
-        5 => "device tree too large or not a device tree (bad header at the DTB address)",
-        6 => "physical address range of the CPU too small",
-        7 => "mapping to remove not found",
-        _ => "unknown early error",
+    use armature_early::Error;
+    match Error::from_code(code) {
+        Some(Error::OutOfTables) => "out of boot page-table pages",
+        Some(Error::Overlap) => "virtual address already mapped",
+        Some(Error::BadAddress) => "address not page aligned or out of range",
+        Some(Error::ImageTooLarge) => "image larger than the runtime image window",
+        Some(Error::BadDtb) => "device tree too large or not a device tree (bad header at the DTB address)",
+        Some(Error::PaRangeTooSmall) => "physical address range of the CPU too small",
+        Some(Error::NotMapped) => "mapping to remove not found",
+        None => "unknown early error",
     }
 }
 
 /// Moves the console to the device tree's UART when it is a PL011 we can
 /// drive. With the MMU on only the early UART is mapped (`early_uart`).
-fn switch_console(compatible: &str, base: u64, early_uart: Option<u64>) {
-    if compatible != "arm,pl011" {
-        warn!("Console: no driver for {compatible}; staying on the early console");
+fn switch_console(c: &Console<'_>, early_uart: Option<u64>) {
+    let base = c.region.base;
+    if !c.is_pl011() {
+        warn!("Console: no driver for {}; staying on the early console", c.compatible);
         return;
     }
     if let Some(pa) = early_uart {

@@ -12,7 +12,7 @@
 //! to prove that.
 
 use crate::arch::{self, mmu::El2Maintenance};
-use crate::dt::{DeviceTree, DtError, Region, Regions};
+use crate::dt::{DtError, Gic, Region, Regions, Reserved};
 use crate::mm::addr::{PAGE_SIZE, PhysAddr, VirtAddr};
 use crate::mm::lpae::{Attributes, CreateError, El2, Geometry, MapError, MapOptions, PageTable};
 use crate::mm::placement::{self, NoRoom, Placement};
@@ -21,6 +21,11 @@ use armature_early::EarlyInfo;
 use armature_early::layout::{ALIAS_VA, FIXMAP_DTB_VA, FIXMAP_DTB_WINDOW, FIXMAP_UART_VA, PAGE};
 use armature_early::tables::Perm;
 use core::fmt;
+
+// The runtime tables take over from the early code's boot tables: same
+// memory attributes (MAIR_EL2 is not rewritten) and the same VA size.
+const _: () = assert!(armature_early::tables::MAIR == crate::mm::lpae::MAIR);
+const _: () = assert!(64 - armature_early::layout::VA_BITS == Geometry::AARCH64_EL2_48.aarch64_t0sz() as u32);
 
 /// Where all RAM is mapped, at `DIRECTMAP_VA + physical address`.
 pub const DIRECTMAP_VA: u64 = 0x0000_8000_0000_0000;
@@ -32,17 +37,20 @@ const DEST_ALIGN: u64 = 2 << 20;
 /// Table pages for the runtime tables.
 const POOL_PAGES: usize = 64;
 
+/// `N` page-table pages inside the image.
 #[repr(C, align(4096))]
-struct Pool([[u64; 512]; POOL_PAGES]);
+struct Pool<const N: usize>([[u64; 512]; N]);
 
-static mut RUNTIME_POOL: Pool = Pool([[0; 512]; POOL_PAGES]);
+impl<const N: usize> Pool<N> {
+    const ZERO: Self = Self([[0; 512]; N]);
+}
+
+static mut RUNTIME_POOL: Pool<POOL_PAGES> = Pool::ZERO;
 
 /// Table pages for the bring-up tables (a root plus the path to the
 /// identity page).
 const BRINGUP_PAGES: usize = 8;
-static mut BRINGUP_POOL: Pool8 = Pool8([[0; 512]; BRINGUP_PAGES]);
-#[repr(C, align(4096))]
-struct Pool8([[u64; 512]; BRINGUP_PAGES]);
+static mut BRINGUP_POOL: Pool<BRINGUP_PAGES> = Pool::ZERO;
 
 /// The hypervisor's runtime stage-1 tables.
 pub type RuntimeTables = PageTable<El2, TablePool, El2Maintenance>;
@@ -143,11 +151,20 @@ impl Avoid {
 }
 
 /// Moves the image to the top of RAM and switches to the runtime tables.
-/// `banks` are the DT's memory banks, `early` what the early code did,
-/// `dtb_size` the size of the firmware's DTB (kept intact, although the
-/// hypervisor works on its own copy).
+/// `early` is what the early code did; from the device tree: `banks` the
+/// memory banks, `reserved` the reserved memory and `modules` the boot
+/// modules (both kept clear), `gic` the interrupt controller (its frames are
+/// mapped); `dtb_size` is the size of the firmware's DTB (kept intact,
+/// although the hypervisor works on its own copy).
 #[allow(clippy::result_large_err)]
-pub fn relocate(dt: &DeviceTree<'_>, early: &EarlyInfo, banks: &Regions, dtb_size: usize) -> Result<Relocated, RelocError> {
+pub fn relocate(
+    early: &EarlyInfo,
+    banks: &Regions,
+    reserved: &Reserved<'_>,
+    modules: &Regions,
+    gic: Option<&Gic>,
+    dtb_size: usize,
+) -> Result<Relocated, RelocError> {
     let (text_end, rodata_end, image_end) = arch::image_sections();
     let (text_end, rodata_end, size) = (text_end as u64, rodata_end as u64, image_end as u64);
     let image_va = early.image_va;
@@ -155,12 +172,8 @@ pub fn relocate(dt: &DeviceTree<'_>, early: &EarlyInfo, banks: &Regions, dtb_siz
 
     // Everything the copy must not land on.
     let mut avoid = Avoid { items: [Region::default(); AVOID_MAX], len: 0 };
-    let reserved = dt.reserved()?;
-    avoid.extend(&reserved.memreserve)?;
-    for n in reserved.nodes() {
-        avoid.push(n.region)?;
-    }
-    avoid.extend(&dt.boot_modules()?)?;
+    reserved.regions().try_for_each(|r| avoid.push(r))?;
+    avoid.extend(modules)?;
     avoid.push(Region { base: early.dtb_pa, size: dtb_size as u64 })?;
     avoid.push(Region { base: load, size })?;
     // The copy's identity page is mapped at its physical address while the
@@ -174,15 +187,16 @@ pub fn relocate(dt: &DeviceTree<'_>, early: &EarlyInfo, banks: &Regions, dtb_siz
     let p = placement::choose(banks.as_slice(), &avoid.items[..avoid.len], size, DEST_ALIGN, pa_limit)
         .map_err(RelocError::NoRoom)?;
     let dest = p.dest;
-    let idmap_off = (arch::idmap_start() - arch::image_bounds().0) as u64;
-    let dest_idmap = dest + idmap_off;
+    // Where a virtual address inside the running image lands in the copy.
+    let image_start = arch::image_bounds().0;
+    let in_copy = |va: usize| dest + (va - image_start) as u64;
+    let dest_idmap = in_copy(arch::idmap_start());
 
     // The runtime tables, in the pool inside the image, addressed as the
     // pool will be in the copy.
     let pool_va = (&raw mut RUNTIME_POOL) as usize;
-    let pool_pa = dest + (pool_va - arch::image_bounds().0) as u64;
     // SAFETY: the pool is a page-aligned static of the image, used only here.
-    let pool = unsafe { TablePool::new(pool_va, PhysAddr::new(pool_pa), POOL_PAGES) };
+    let pool = unsafe { TablePool::new(pool_va, PhysAddr::new(in_copy(pool_va)), POOL_PAGES) };
     let mut pt = PageTable::<El2, _, _>::new(Geometry::AARCH64_EL2_48, pool, El2Maintenance::building())
         .map_err(RelocError::Create)?;
     let mut map = |va: u64, pa: u64, len: u64, attrs: Attributes| -> Result<(), MapError> {
@@ -205,7 +219,7 @@ pub fn relocate(dt: &DeviceTree<'_>, early: &EarlyInfo, banks: &Regions, dtb_siz
     // The GIC's frames, as Device memory at their direct-map address (they
     // go in now, before the bring-up tables copy the root, so that every
     // CPU sees them).
-    if let Ok(gic) = dt.gic() {
+    if let Some(gic) = gic {
         let v2_frames = [gic.cpu_if, gic.hyp_if, gic.vcpu_if];
         for r in core::iter::once(&gic.dist).chain(gic.redist.as_slice()).chain(v2_frames.iter().flatten()) {
             let base = r.base & !(PAGE_SIZE - 1);
@@ -237,10 +251,9 @@ pub fn relocate(dt: &DeviceTree<'_>, early: &EarlyInfo, banks: &Regions, dtb_siz
     // Bring-up tables for secondary CPUs: the runtime tables' root entries
     // (sharing everything below) plus the identity page, which holds
     // `secondary_entry`. Kept for CPU hotplug.
-    let image_start = arch::image_bounds().0;
     let bpool_va = (&raw mut BRINGUP_POOL) as usize;
     // SAFETY: a page-aligned static of the image, used only for these tables.
-    let mut bpool = unsafe { TablePool::new(bpool_va, PhysAddr::new(dest + (bpool_va - image_start) as u64), BRINGUP_PAGES) };
+    let mut bpool = unsafe { TablePool::new(bpool_va, PhysAddr::new(in_copy(bpool_va)), BRINGUP_PAGES) };
     let bringup_root = crate::mm::bringup::graft_identity::<El2>(
         pt.allocator(),
         pt.root(),
@@ -255,7 +268,7 @@ pub fn relocate(dt: &DeviceTree<'_>, early: &EarlyInfo, banks: &Regions, dtb_siz
     // while they switch it on: the walker is coherent once it is on, and the
     // pool is written here through the cache, so clean it to be safe.
     arch::clean_dcache_range(bpool_va, BRINGUP_PAGES * PAGE_SIZE as usize);
-    let secondary_entry = dest + (arch::smp::secondary_entry_va() - image_start) as u64;
+    let secondary_entry = in_copy(arch::smp::secondary_entry_va());
 
     let poisoned = cfg!(feature = "poison-old-image");
     if poisoned {

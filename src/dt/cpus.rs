@@ -18,8 +18,9 @@ use super::{DeviceTree, DtError, NodePath, Problem};
 /// Most CPUs listed; more are counted in [`Cpus::dropped`].
 pub const MAX_CPUS: usize = 32;
 
-/// MPIDR affinity bits a two-cell `reg` may carry (Aff3, Aff2, Aff1, Aff0).
-const MPIDR_MASK_64: u64 = 0xff_00ff_ffff;
+/// The affinity fields of MPIDR (Aff3, Aff2, Aff1, Aff0): what identifies a
+/// CPU, and what a two-cell `reg` may carry.
+pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
 /// MPIDR affinity bits a one-cell `reg` may carry (Aff2, Aff1, Aff0).
 const MPIDR_MASK_32: u64 = 0x00ff_ffff;
 
@@ -159,6 +160,11 @@ impl<'a> Cpus<'a> {
         &self.items[..self.len]
     }
 
+    /// Listed CPU nodes that are not disabled (broken ones included).
+    pub fn enabled(&self) -> usize {
+        self.as_slice().iter().filter(|c| c.boot != CpuBoot::Disabled).count()
+    }
+
     /// CPU nodes beyond [`MAX_CPUS`], not listed.
     pub fn dropped(&self) -> usize {
         self.dropped
@@ -166,13 +172,13 @@ impl<'a> Cpus<'a> {
 
     /// The CPU with this MPIDR (affinity bits only).
     pub fn by_mpidr(&self, mpidr: u64) -> Option<&Cpu<'a>> {
-        self.as_slice().iter().find(|c| c.mpidr == Some(mpidr & MPIDR_MASK_64))
+        self.as_slice().iter().find(|c| c.mpidr == Some(mpidr & MPIDR_AFFINITY_MASK))
     }
 
     /// The CPUs to start from the boot CPU (whose MPIDR is `boot_mpidr`):
     /// every startable CPU but the boot CPU.
     pub fn secondaries(&self, boot_mpidr: u64) -> impl Iterator<Item = &Cpu<'a>> {
-        let own = boot_mpidr & MPIDR_MASK_64;
+        let own = boot_mpidr & MPIDR_AFFINITY_MASK;
         self.as_slice().iter().filter(move |c| c.startable() && c.mpidr != Some(own))
     }
 
@@ -250,7 +256,7 @@ impl<'a> DeviceTree<'a> {
 fn read_cpu<'a>(at: &Located<'_, 'a>, ac: usize) -> Cpu<'a> {
     let node = at.node();
     let broken = |prop, problem| CpuBoot::Broken(CpuIssue { prop, problem });
-    let mask = if ac == 2 { MPIDR_MASK_64 } else { MPIDR_MASK_32 };
+    let mask = if ac == 2 { MPIDR_AFFINITY_MASK } else { MPIDR_MASK_32 };
     let mpidr = match at.prop("reg") {
         None => Err(Problem::Missing),
         Some(v) if v.len() != ac * 4 => Err(Problem::Length { len: v.len(), expected: ac * 4 }),

@@ -25,7 +25,7 @@ pub mod psci;
 pub mod timer;
 mod walk;
 
-pub use cpus::{Cpu, CpuBoot, CpuIssue, CpuSummary, Cpus, MAX_CPUS};
+pub use cpus::{Cpu, CpuBoot, CpuIssue, CpuSummary, Cpus, MAX_CPUS, MPIDR_AFFINITY_MASK};
 pub use gic::{Gic, GicVersion, Irq, IrqKind};
 pub use plan::{BootPlan, Console, ConsoleSource, MAX_RESERVED, Reserved, ReservedRegion};
 pub use psci::{Psci, PsciFunction, PsciIds, PsciVersion};
@@ -559,6 +559,15 @@ pub enum Conduit {
     Hvc,
 }
 
+impl fmt::Display for Conduit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Conduit::Smc => "SMC",
+            Conduit::Hvc => "HVC",
+        })
+    }
+}
+
 /// The console named by `/chosen/stdout-path`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StdoutInfo<'a> {
@@ -593,29 +602,13 @@ impl<'a> DeviceTree<'a> {
         Ok(Self { fdt, bytes })
     }
 
-    /// Wraps the DT at physical address `addr` (MMU off or identity-mapped).
-    ///
-    /// # Safety
-    /// `addr` must be readable for the header and for `totalsize` bytes after
-    /// it, and stay unchanged for `'a`.
-    pub unsafe fn from_addr(addr: usize) -> Result<Self, DtError> {
-        if addr == 0 || !addr.is_multiple_of(8) {
-            return Err(DtError::BadAddress(addr));
-        }
-        // SAFETY: the caller guarantees the header is readable.
-        let header = unsafe { core::slice::from_raw_parts(addr as *const u8, HEADER_SIZE) };
-        let total = validate_header(header)?;
-        // SAFETY: the caller guarantees `totalsize` bytes are readable.
-        let all = unsafe { core::slice::from_raw_parts(addr as *const u8, total) };
-        Self::new(all)
-    }
-
     /// Copies the DT at address `addr` into `buf` (compacted, without
     /// FDT_NOP tokens: see [`normalize_into`]) and wraps the copy. Returns the
     /// tree and the size of the original blob.
     ///
     /// # Safety
-    /// As for [`DeviceTree::from_addr`].
+    /// `addr` must be readable for the header and for `totalsize` bytes
+    /// after it (MMU off, or mapped), and stay unchanged during the call.
     pub unsafe fn copy_from_addr(addr: usize, buf: &'a mut [u8]) -> Result<(Self, usize), DtError> {
         if addr == 0 || !addr.is_multiple_of(8) {
             return Err(DtError::BadAddress(addr));

@@ -14,7 +14,7 @@ use super::gic::{Gic, GicVersion};
 use super::psci::{Psci, PsciVersion};
 use super::timer::{Timer, TimerKind};
 use super::walk::{self, Flow, Located};
-use super::{Conduit, DeviceTree, DtError, NodePath, Problem, Region, Regions, be32};
+use super::{DeviceTree, DtError, NodePath, Problem, Region, Regions, be32};
 
 /// Most `/reserved-memory` regions kept; more are counted as dropped.
 pub const MAX_RESERVED: usize = 16;
@@ -28,6 +28,16 @@ pub enum ConsoleSource {
     Serial0Alias,
     /// Neither: the first enabled `arm,pl011` in blob order.
     FirstPl011,
+}
+
+impl fmt::Display for ConsoleSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConsoleSource::StdoutPath => "stdout-path",
+            ConsoleSource::Serial0Alias => "serial0 alias",
+            ConsoleSource::FirstPl011 => "first PL011",
+        })
+    }
 }
 
 /// The console UART.
@@ -165,15 +175,7 @@ impl<'a> DeviceTree<'a> {
     /// `serial0` alias, else the first enabled `arm,pl011`. A stdout-path or
     /// alias that names no node is an error, not a reason to fall back.
     pub fn console(&self) -> Result<Console<'a>, DtError> {
-        let chosen = self.locate("/chosen");
-        let stdout = chosen.as_ref().and_then(|c| {
-            let (prop, v) = match c.prop("stdout-path") {
-                Some(v) => ("stdout-path", v),
-                None => ("linux,stdout-path", c.prop("linux,stdout-path")?),
-            };
-            Some((prop, walk::first_string(v)))
-        });
-        if let Some((prop, raw)) = stdout {
+        if let Some((prop, raw)) = self.stdout_path() {
             let raw = raw.ok_or_else(|| DtError::prop("/chosen", prop, Problem::NotString))?;
             let (name, options) = match raw.split_once(':') {
                 Some((n, o)) => (n, Some(o)),
@@ -205,6 +207,18 @@ impl<'a> DeviceTree<'a> {
         uart(&at, ConsoleSource::FirstPl011, None)
     }
 
+    /// `/chosen/stdout-path` (else `linux,stdout-path`): the property's name
+    /// and its value as written (alias, `:options` and all; `None` when it is
+    /// not a string), or `None` when there is neither.
+    pub fn stdout_path(&self) -> Option<(&'static str, Option<&'a str>)> {
+        let c = self.locate("/chosen")?;
+        let (prop, v) = match c.prop("stdout-path") {
+            Some(v) => ("stdout-path", v),
+            None => ("linux,stdout-path", c.prop("linux,stdout-path")?),
+        };
+        Some((prop, walk::first_string(v)))
+    }
+
     /// The `/memreserve/` entries of the blob header.
     pub fn memreserve(&self) -> Result<Regions, DtError> {
         let b = self.bytes;
@@ -225,21 +239,24 @@ impl<'a> DeviceTree<'a> {
     }
 
     /// The first enabled device compatible with `compatible`: its first
-    /// `reg` (translated) and first interrupt (decoded with the GIC's
-    /// `#interrupt-cells`), for devices handed to a guest.
+    /// `reg` (translated) and first interrupt (decoded with the
+    /// `#interrupt-cells` of its interrupt parent), for devices handed to a
+    /// guest.
     pub fn device(&self, compatible: &str) -> Result<Option<(Region, Option<super::gic::Irq>)>, DtError> {
-        let cells = self.gic().map(|g| g.interrupt_cells).unwrap_or(3);
         let mut found: Option<Result<(Region, Option<super::gic::Irq>), DtError>> = None;
         self.walk(&mut |at| {
             let node = at.node();
-            let matches = node.compatible().is_some_and(|c| c.all().any(|s| s == compatible));
-            if !matches || !walk::enabled(node) {
+            if walk::compatible_with(node, &[compatible]).is_none() || !walk::enabled(node) {
                 return walk::Flow::Descend;
             }
             let r = at.reg(0).and_then(|reg| {
                 let reg = reg.ok_or_else(|| at.err("reg", super::Problem::Missing))?;
                 let mut irqs = [None; 1];
                 let n = if node.property("interrupts").is_some() {
+                    let cells = self.parent_interrupt_cells(at)?;
+                    if cells < 3 {
+                        return Err(at.err("interrupts", Problem::InterruptCells(cells)));
+                    }
                     super::gic::decode_interrupts(at, cells, &mut irqs)?
                 } else {
                     0
@@ -259,8 +276,7 @@ impl<'a> DeviceTree<'a> {
         let mut out = Regions::default();
         let Some(at) = self.locate("/chosen") else { return Ok(out) };
         for child in at.node().children() {
-            let is_module = child.compatible().is_some_and(|c| c.all().any(|s| s == "multiboot,module"));
-            if !is_module || !walk::enabled(child) {
+            if walk::compatible_with(child, &["multiboot,module"]).is_none() || !walk::enabled(child) {
                 continue;
             }
             let Some(c) = at.child(child) else { continue };
@@ -278,8 +294,7 @@ impl<'a> DeviceTree<'a> {
     pub fn kernel_module(&self) -> Result<Option<(Region, Option<&'a str>)>, DtError> {
         let Some(at) = self.locate("/chosen") else { return Ok(None) };
         for child in at.node().children() {
-            let is_kernel = child.compatible().is_some_and(|c| c.all().any(|s| s == "multiboot,kernel"));
-            if !is_kernel || !walk::enabled(child) {
+            if walk::compatible_with(child, &["multiboot,kernel"]).is_none() || !walk::enabled(child) {
                 continue;
             }
             let Some(c) = at.child(child) else { continue };
@@ -351,14 +366,7 @@ impl BootPlan<'_> {
             Err(e) => out(format_args!("reserved: {e}")),
         }
         match &self.console {
-            Ok(c) => {
-                let how = match c.source {
-                    ConsoleSource::StdoutPath => "stdout-path",
-                    ConsoleSource::Serial0Alias => "serial0 alias",
-                    ConsoleSource::FirstPl011 => "first PL011",
-                };
-                out(format_args!("console: {} ({}) at {:#x} [{how}]", c.node, c.compatible, c.region.base));
-            }
+            Ok(c) => out(format_args!("console: {} ({}) at {:#x} [{}]", c.node, c.compatible, c.region.base, c.source)),
             Err(e) => out(format_args!("console: {e}")),
         }
         match &self.cpus {
@@ -394,11 +402,7 @@ impl BootPlan<'_> {
                     PsciVersion::V0_2 => "0.2",
                     PsciVersion::V1_0 => "1.0",
                 };
-                let c = match p.conduit {
-                    Conduit::Smc => "SMC",
-                    Conduit::Hvc => "HVC",
-                };
-                out(format_args!("psci: {} v{v} via {c}", p.node));
+                out(format_args!("psci: {} v{v} via {}", p.node, p.conduit));
             }
             Ok(None) => out(format_args!("psci: none")),
             Err(e) => out(format_args!("psci: {e}")),

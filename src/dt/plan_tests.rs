@@ -1023,3 +1023,17 @@ fn misaligned_release_address_is_a_broken_cpu() {
         );
     }
 }
+
+/// A device's interrupts are decoded with its own interrupt parent's
+/// `#interrupt-cells`, not the GIC's: Arndale's FIMD sits behind the
+/// Exynos interrupt combiner (two cells: not a GIC specifier), its RTC
+/// behind the PMU (three cells, like the GIC).
+#[test]
+fn device_interrupts_use_the_interrupt_parent_cells() {
+    let d = dt(ARNDALE);
+    let cells_2 = |node: &str| DtError::prop(node, "interrupts", Problem::InterruptCells(2));
+    assert_eq!(d.device("samsung,exynos5250-fimd"), Err(cells_2("/soc/fimd@14400000")));
+    let (reg, irq) = d.device("samsung,s3c6410-rtc").unwrap().expect("Arndale has an RTC");
+    assert_eq!(reg, r(0x101e_0000, 0x100));
+    assert_eq!(irq.map(|i| i.intid()), Some(32 + 0x2b));
+}

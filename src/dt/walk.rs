@@ -318,7 +318,7 @@ pub(crate) fn first_string(value: &[u8]) -> Option<&str> {
 }
 
 /// The first entry of the node's `compatible` list that is one of `names`.
-pub(crate) fn compatible_with<'a>(node: Node<'_, 'a>, names: &[&'static str]) -> Option<&'static str> {
+pub(crate) fn compatible_with<'n>(node: Node<'_, '_>, names: &[&'n str]) -> Option<&'n str> {
     let value = node.property("compatible")?.value;
     strings(value).find_map(|c| names.iter().copied().find(|n| *n == c))
 }

@@ -148,6 +148,32 @@ fn publish_tables() {
     unsafe { asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
 }
 
+/// Runs `f` on the live boot tables, resumed from what `INFO` records. With
+/// `grow`, `f` may add entries: they are published to the table walker and
+/// the pages now used recorded.
+fn with_tables<T>(grow: bool, f: impl FnOnce(&mut Tables<'static>) -> Result<T, Error>) -> Result<T, Error> {
+    let info = info();
+    let mut t = Tables::resume(pool(), info.root_pa, info.tables_used as usize);
+    let r = f(&mut t);
+    if grow {
+        publish_tables();
+        info_mut().tables_used = t.used() as u64;
+    }
+    r
+}
+
+/// What a step returns to the stub: 0, or the [`Error`] code, which is also
+/// recorded in `INFO` for the Rust side to report.
+fn step_result(r: Result<(), Error>) -> u64 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            info_mut().error = e as u64;
+            e as u64
+        }
+    }
+}
+
 fn map_fixmap(t: &mut Tables<'_>, dtb_pa: u64, uart_pa: u64) -> Result<(), Error> {
     if uart_pa != 0 {
         t.map(FIXMAP_UART_VA, uart_pa & !(PAGE - 1), PAGE, Perm::Device)?;
@@ -240,13 +266,7 @@ fn early_map(load_pa: u64, dtb_pa: u64, uart_pa: u64, out: &mut MmuRegs) -> Resu
 pub unsafe extern "C" fn armature_early_map(load_pa: u64, dtb_pa: u64, uart_pa: u64, out: *mut MmuRegs) -> u64 {
     // SAFETY: the stub passes a pointer to stack space for the registers.
     let out = unsafe { &mut *out };
-    match early_map(load_pa, dtb_pa, uart_pa, out) {
-        Ok(()) => 0,
-        Err(e) => {
-            info_mut().error = e as u64;
-            e as u64
-        }
-    }
+    step_result(early_map(load_pa, dtb_pa, uart_pa, out))
 }
 
 /// Step 2 (clash path), running at the alias: removes the identity page and
@@ -257,23 +277,12 @@ pub extern "C" fn armature_early_leave_identity() -> u64 {
     let info = info();
     // The symbols are the alias's addresses now; only the sizes are used.
     let (_, l) = image_layout();
-    let mut t = Tables::resume(pool(), info.root_pa, info.tables_used as usize);
-    let r = t
-        .unmap(info.idmap_pa, PAGE, tlbi_page)
-        .and_then(|removed| {
-            info_mut().idmap_removed = removed;
-            tables::map_image(&mut t, IMAGE_VA, info.load_pa, l)
-        })
-        .and_then(|()| map_fixmap(&mut t, info.dtb_pa, info.uart_pa));
-    publish_tables();
-    info_mut().tables_used = t.used() as u64;
-    match r {
-        Ok(()) => 0,
-        Err(e) => {
-            info_mut().error = e as u64;
-            e as u64
-        }
-    }
+    step_result(with_tables(true, |t| {
+        let removed = t.unmap(info.idmap_pa, PAGE, tlbi_page)?;
+        info_mut().idmap_removed = removed;
+        tables::map_image(t, IMAGE_VA, info.load_pa, l)?;
+        map_fixmap(t, info.dtb_pa, info.uart_pa)
+    }))
 }
 
 /// Step 4, after the stub applied the relocations: rodata becomes read-only.
@@ -281,14 +290,7 @@ pub extern "C" fn armature_early_leave_identity() -> u64 {
 pub extern "C" fn armature_early_seal() -> u64 {
     let info = info();
     let (_, l) = image_layout();
-    let mut t = Tables::resume(pool(), info.root_pa, info.tables_used as usize);
-    match tables::seal_rodata(&mut t, info.image_va, l, tlbi_page) {
-        Ok(()) => 0,
-        Err(e) => {
-            info_mut().error = e as u64;
-            e as u64
-        }
-    }
+    step_result(with_tables(false, |t| tables::seal_rodata(t, info.image_va, l, tlbi_page)))
 }
 
 /// Step 3, running at the runtime address: removes the scaffolding. With the
@@ -296,38 +298,25 @@ pub extern "C" fn armature_early_seal() -> u64 {
 #[unsafe(no_mangle)]
 pub extern "C" fn armature_early_finish() -> u64 {
     let info = info();
-    let mut t = Tables::resume(pool(), info.root_pa, info.tables_used as usize);
-    let r = if info.alias_va != 0 {
-        let (_, l) = image_layout();
-        t.unmap(info.alias_va, l.image_end, tlbi_page).map(|n| info_mut().alias_removed = n)
-    } else {
-        t.unmap(info.idmap_pa, PAGE, tlbi_page).map(|n| info_mut().idmap_removed = n)
-    };
-    match r {
-        Ok(()) => 0,
-        Err(e) => {
-            info_mut().error = e as u64;
-            e as u64
+    step_result(with_tables(false, |t| {
+        if info.alias_va != 0 {
+            let (_, l) = image_layout();
+            t.unmap(info.alias_va, l.image_end, tlbi_page).map(|n| info_mut().alias_removed = n)
+        } else {
+            t.unmap(info.idmap_pa, PAGE, tlbi_page).map(|n| info_mut().idmap_removed = n)
         }
-    }
+    }))
 }
 
 /// Maps `[va, va + size)` to `pa` in the live boot tables (used by the
 /// relocation to reach the new copy and its identity page). New entries only:
 /// nothing live is replaced, so no break-before-make is needed.
 pub fn boot_map(va: u64, pa: u64, size: u64, perm: Perm) -> Result<(), Error> {
-    let info = info();
-    let mut t = Tables::resume(pool(), info.root_pa, info.tables_used as usize);
-    let r = t.map(va, pa, size, perm);
-    publish_tables();
-    info_mut().tables_used = t.used() as u64;
-    r
+    with_tables(true, |t| t.map(va, pa, size, perm))
 }
 
 /// Removes `[va, va + size)` from the live boot tables, with a TLB
 /// invalidation per page. Returns how many pages were mapped.
 pub fn boot_unmap(va: u64, size: u64) -> Result<u64, Error> {
-    let info = info();
-    let mut t = Tables::resume(pool(), info.root_pa, info.tables_used as usize);
-    t.unmap(va, size, tlbi_page)
+    with_tables(false, |t| t.unmap(va, size, tlbi_page))
 }

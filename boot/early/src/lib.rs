@@ -93,3 +93,19 @@ pub enum Error {
     /// Removing a mapping found no mapping there.
     NotMapped = 7,
 }
+
+impl Error {
+    /// The error whose code is `code` (as recorded in [`EarlyInfo::error`]).
+    pub const fn from_code(code: u64) -> Option<Error> {
+        Some(match code {
+            1 => Error::OutOfTables,
+            2 => Error::Overlap,
+            3 => Error::BadAddress,
+            4 => Error::ImageTooLarge,
+            5 => Error::BadDtb,
+            6 => Error::PaRangeTooSmall,
+            7 => Error::NotMapped,
+            _ => return None,
+        })
+    }
+}

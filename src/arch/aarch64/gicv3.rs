@@ -21,7 +21,10 @@ pub const VTIMER_INTID: u32 = 27;
 /// No interrupt pending (`ICC_IAR1_EL1` read).
 pub const SPURIOUS: u32 = 1023;
 
-const GICR_STRIDE: usize = 0x20000;
+/// The distance between redistributor frames when the DT gives no
+/// `redistributor-stride`: two 64 KiB frames (RD_base, SGI_base), as on
+/// GICv3 (GICv4 adds two more: its DTs give the stride).
+pub const GICR_STRIDE: usize = 0x20000;
 const GICD_CTLR: usize = 0x0;
 const GICD_CTLR_RWP: u32 = 1 << 31;
 const GICR_TYPER: usize = 0x8;
@@ -36,6 +39,7 @@ const GICR_IPRIORITYR: usize = SGI_BASE + 0x400;
 static GICD: AtomicUsize = AtomicUsize::new(0);
 static GICR: AtomicUsize = AtomicUsize::new(0);
 static GICR_FRAMES: AtomicUsize = AtomicUsize::new(0);
+static GICR_STEP: AtomicUsize = AtomicUsize::new(GICR_STRIDE);
 
 fn read32(addr: usize) -> u32 {
     // SAFETY: `addr` is inside a GIC frame mapped as Device memory by `init`.
@@ -70,12 +74,16 @@ macro_rules! sysreg_read {
 }
 
 /// Sets the distributor up (affinity routing, group 1 enabled). `gicd` and
-/// `gicr` are the virtual addresses of the distributor and of the first of
-/// `frames` redistributors.
-pub fn init(gicd: usize, gicr: usize, frames: usize) {
+/// `gicr` are the virtual addresses of the distributor and of the first
+/// redistributor region, `gicr_size` that region's size and `stride` the
+/// distance between its frames (the DT's `redistributor-stride`; `None`:
+/// [`GICR_STRIDE`]).
+pub fn init(gicd: usize, gicr: usize, gicr_size: usize, stride: Option<usize>) {
+    let stride = stride.filter(|&s| s != 0).unwrap_or(GICR_STRIDE);
     GICD.store(gicd, Ordering::Relaxed);
     GICR.store(gicr, Ordering::Relaxed);
-    GICR_FRAMES.store(frames, Ordering::Relaxed);
+    GICR_STEP.store(stride, Ordering::Relaxed);
+    GICR_FRAMES.store(gicr_size / stride, Ordering::Relaxed);
     // ARE (bit 4), EnableGrp1 (bit 1), EnableGrp0 (bit 0) with a single
     // security state; ARE_NS and EnableGrp1NS in the non-secure view.
     let ctlr = read32(gicd + GICD_CTLR);
@@ -94,12 +102,13 @@ pub fn is_initialised() -> bool {
 /// the one whose `GICR_TYPER.Last` is set (the region may be larger).
 pub fn frames() -> impl Iterator<Item = usize> {
     let base = GICR.load(Ordering::Relaxed);
+    let stride = GICR_STEP.load(Ordering::Relaxed);
     let mut done = base == 0;
     (0..GICR_FRAMES.load(Ordering::Relaxed)).map_while(move |i| {
         if done {
             return None;
         }
-        let f = base + i * GICR_STRIDE;
+        let f = base + i * stride;
         done = read64(f + GICR_TYPER) & (1 << 4) != 0;
         Some(f)
     })
@@ -141,7 +150,7 @@ pub fn init_cpu() -> bool {
 pub fn enable_spi(intid: u32, mpidr: u64) {
     let i = intid as usize;
     let gicd = GICD.load(Ordering::Relaxed);
-    let aff = (mpidr & 0xff_00ff_ffff) & !(0xff << 24);
+    let aff = mpidr & crate::dt::MPIDR_AFFINITY_MASK;
     // SAFETY: distributor registers, mapped as Device memory.
     unsafe {
         let grp = (gicd + 0x80 + 4 * (i / 32)) as *mut u32;

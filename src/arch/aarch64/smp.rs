@@ -45,7 +45,7 @@ unsafe extern "C" {
 
 /// This CPU's MPIDR affinity (Aff3..Aff0).
 pub fn mpidr() -> u64 {
-    MPIDR_EL1.get() & 0xff_00ff_ffff
+    MPIDR_EL1.get() & crate::dt::MPIDR_AFFINITY_MASK
 }
 
 /// Virtual address of `secondary_entry` (the caller turns it into the
