@@ -40,6 +40,7 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use crate::dt::{MPIDR_AFFINITY_MASK, MPIDR_AFFINITY_MASK_32};
 use crate::psci::PsciError;
 
 /// Function IDs the dispatcher knows (DEN0022 PSCI, DEN0028 SMCCC). The ones
@@ -94,14 +95,6 @@ pub mod affinity {
     /// A `CPU_ON` for the vCPU has been accepted, it has not started yet.
     pub const ON_PENDING: u32 = 2;
 }
-
-/// The affinity fields of an MPIDR as an SMC64 `target_cpu` carries them:
-/// Aff3 in bits \[39:32\], Aff2..Aff0 in bits \[23:0\]. Other bits are ignored
-/// (the specification says they must be zero; like KVM and Trusted Firmware,
-/// a raw `MPIDR_EL1` value with its RES1 bit 31 is accepted).
-pub const MPIDR_AFFINITY_MASK_64: u64 = 0xff_00ff_ffff;
-/// The same for SMC32, which has no room for Aff3.
-pub const MPIDR_AFFINITY_MASK_32: u64 = 0x00ff_ffff;
 
 /// A 32-bit return value as written to `x0`: sign-extended to 64 bits, as
 /// KVM and Trusted Firmware do (`NOT_SUPPORTED` is `0xffff_ffff_ffff_ffff`).
@@ -634,7 +627,9 @@ fn target_vcpu<'d, D: PsciDomain + ?Sized>(
     call: &SmcccCall,
     target: u64,
 ) -> Option<(usize, &'d VcpuPower)> {
-    let mask = if call.fid() & fid::SMC64 != 0 { MPIDR_AFFINITY_MASK_64 } else { MPIDR_AFFINITY_MASK_32 };
+    // A raw MPIDR_EL1 with its RES1 bit 31 is accepted, as KVM and Trusted
+    // Firmware do: only the affinity fields count (SMC32 has no room for Aff3).
+    let mask = if call.fid() & fid::SMC64 != 0 { MPIDR_AFFINITY_MASK } else { MPIDR_AFFINITY_MASK_32 };
     let vcpu = domain.vcpu_by_mpidr(target & mask)?;
     Some((vcpu, domain.vcpus().get(vcpu)?))
 }

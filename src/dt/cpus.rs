@@ -22,7 +22,7 @@ pub const MAX_CPUS: usize = 32;
 /// CPU, and what a two-cell `reg` may carry.
 pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
 /// MPIDR affinity bits a one-cell `reg` may carry (Aff2, Aff1, Aff0).
-const MPIDR_MASK_32: u64 = 0x00ff_ffff;
+pub const MPIDR_AFFINITY_MASK_32: u64 = 0x00ff_ffff;
 
 /// How a CPU is to be started, or why it will not be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,7 +256,7 @@ impl<'a> DeviceTree<'a> {
 fn read_cpu<'a>(at: &Located<'_, 'a>, ac: usize) -> Cpu<'a> {
     let node = at.node();
     let broken = |prop, problem| CpuBoot::Broken(CpuIssue { prop, problem });
-    let mask = if ac == 2 { MPIDR_AFFINITY_MASK } else { MPIDR_MASK_32 };
+    let mask = if ac == 2 { MPIDR_AFFINITY_MASK } else { MPIDR_AFFINITY_MASK_32 };
     let mpidr = match at.prop("reg") {
         None => Err(Problem::Missing),
         Some(v) if v.len() != ac * 4 => Err(Problem::Length { len: v.len(), expected: ac * 4 }),

@@ -25,7 +25,7 @@ pub mod psci;
 pub mod timer;
 mod walk;
 
-pub use cpus::{Cpu, CpuBoot, CpuIssue, CpuSummary, Cpus, MAX_CPUS, MPIDR_AFFINITY_MASK};
+pub use cpus::{Cpu, CpuBoot, CpuIssue, CpuSummary, Cpus, MAX_CPUS, MPIDR_AFFINITY_MASK, MPIDR_AFFINITY_MASK_32};
 pub use gic::{Gic, GicVersion, Irq, IrqKind};
 pub use plan::{BootPlan, Console, ConsoleSource, MAX_RESERVED, Reserved, ReservedRegion};
 pub use psci::{Psci, PsciFunction, PsciIds, PsciVersion};
