@@ -72,19 +72,8 @@ fn below_boot_modules_at_the_top_of_ram() {
     let dtb = dir.join("modules.dtb");
     let dumped = qemu.dump_dtb(&dtb).unwrap_or_else(|e| panic!("{e}"));
     drop(dumped);
-    let fdtput = |args: &[&str]| common::fdtput(&dtb, args);
-    fdtput(&["-t", "x", "/chosen", "#address-cells", "2"]);
-    fdtput(&["-t", "x", "/chosen", "#size-cells", "2"]);
-    for (name, base, size, kind) in
-        [("module@7f000000", 0x7f00_0000u64, 0x100_0000u64, "multiboot,ramdisk"), ("module@7e800000", 0x7e80_0000, 0x80_0000, "multiboot,ramdisk")]
-    {
-        let path = format!("/chosen/{name}");
-        fdtput(&["-c", &path]);
-        fdtput(&["-t", "s", &path, "compatible", kind, "multiboot,module"]);
-        let reg = [base >> 32, base & 0xffff_ffff, size >> 32, size & 0xffff_ffff].map(|v| format!("{v:x}"));
-        let mut args = vec!["-t", "x", path.as_str(), "reg"];
-        args.extend(reg.iter().map(String::as_str));
-        fdtput(&args);
+    for (base, size) in [(0x7f00_0000u64, 0x100_0000u64), (0x7e80_0000, 0x80_0000)] {
+        xtask::fdt::add_chosen_module(&dtb, base, size, &["multiboot,ramdisk"]).unwrap_or_else(|e| panic!("{e}"));
     }
     let qemu = qemu.kernel(&img.bin).dtb(&dtb);
     let expect = Expect::new()

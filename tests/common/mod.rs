@@ -282,6 +282,5 @@ pub fn uboot_boot_image(
 
 /// Edits a device tree blob in place with `fdtput` (device-tree-compiler).
 pub fn fdtput(dtb: &std::path::Path, args: &[&str]) {
-    let st = std::process::Command::new("fdtput").arg(dtb).args(args).status().expect("running fdtput");
-    assert!(st.success(), "fdtput {} {args:?} failed", dtb.display());
+    xtask::fdt::fdtput(dtb, args).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -6,11 +6,10 @@
 //! binding Xen uses.
 
 use crate::paths::{self, write_atomic};
-use crate::{Context, Error, Qemu, Result};
+use crate::{Context, Qemu, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::process::Command;
 
 /// The crate holding every test guest (one binary each).
 const MANIFEST: &str = "tests/guests/Cargo.toml";
@@ -54,21 +53,6 @@ pub fn as_dom0(qemu: Qemu, guest: &Path, dir: &Path) -> Result<Qemu> {
     let dtb = dir.join("dom0.dtb");
     qemu.dump_dtb(&dtb)?;
     let size = std::fs::metadata(guest).context(|| format!("reading {}", guest.display()))?.len();
-    let node = format!("/chosen/module@{MODULE_ADDR:x}");
-    let reg = [MODULE_ADDR >> 32, MODULE_ADDR & 0xffff_ffff, size >> 32, size & 0xffff_ffff].map(|v| format!("{v:x}"));
-    let mut reg_args = vec!["-t", "x", node.as_str(), "reg"];
-    reg_args.extend(reg.iter().map(String::as_str));
-    for args in [
-        &["-t", "x", "/chosen", "#address-cells", "2"][..],
-        &["-t", "x", "/chosen", "#size-cells", "2"],
-        &["-c", node.as_str()],
-        &["-t", "s", node.as_str(), "compatible", "multiboot,kernel", "multiboot,module"],
-        &reg_args,
-    ] {
-        let st = Command::new("fdtput").arg(&dtb).args(args).status().context(|| "running fdtput".to_string())?;
-        if !st.success() {
-            return Err(Error::new(format!("fdtput {args:?} on {} failed", dtb.display())));
-        }
-    }
+    crate::fdt::add_chosen_module(&dtb, MODULE_ADDR, size, &["multiboot,kernel"])?;
     Ok(qemu.dtb(&dtb).load_at(guest, MODULE_ADDR))
 }

@@ -218,8 +218,8 @@ impl BootScript {
                 .map(hush_quote)
                 .collect();
             let _ = writeln!(s, "fdt set {node} compatible {}", compatible.join(" "));
-            let _ =
-                writeln!(s, "fdt set {node} reg <{:#x} {:#x} 0x0 0x${{filesize}}>", m.addr >> 32, m.addr & 0xffff_ffff);
+            let [hi, lo] = crate::fdt::cells(m.addr);
+            let _ = writeln!(s, "fdt set {node} reg <0x{hi} 0x{lo} 0x0 0x${{filesize}}>");
         }
         let boot = match self.arch {
             Arch::Aarch64 => "booti",
