@@ -10,10 +10,9 @@
 //! Edits go through `fdtput` (device-tree-compiler): [`fdtput`], [`cells`]
 //! and [`add_chosen_module`].
 
-use crate::{Context, Error, Result, paths};
+use crate::{Error, Result, process};
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 const FDT_MAGIC: u32 = 0xd00d_feed;
 const FDT_BEGIN_NODE: u32 = 1;
@@ -242,20 +241,9 @@ fn decode_reg(value: &[u8], (ac, sc): (usize, usize)) -> Vec<(u64, u64)> {
 
 /// Runs `fdtput <dtb> <args>`, editing the blob in place.
 pub fn fdtput<S: AsRef<OsStr>>(dtb: &Path, args: &[S]) -> Result<()> {
-    let program = paths::find_program("fdtput")
-        .ok_or_else(|| Error::new("fdtput not found: install device-tree-compiler (`./x setup`)"))?;
-    let out = Command::new(program).arg(dtb).args(args).stdin(Stdio::null()).output().context(|| "running fdtput")?;
-    if !out.status.success() {
-        let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-        return Err(Error::new(format!(
-            "fdtput {} {} failed ({}): {}",
-            dtb.display(),
-            shown.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+    let what = format!("fdtput {} {}", dtb.display(), shown.join(" "));
+    process::run_checked(process::tool("fdtput", "device-tree-compiler")?.arg(dtb).args(args), &what).map(drop)
 }
 
 /// Two big-endian cells of a 64-bit value, as `fdtput -t x` takes them.

@@ -35,6 +35,7 @@ pub mod firmware;
 pub mod image;
 pub mod paths;
 pub mod payload;
+pub mod process;
 pub mod qemu;
 pub mod runner;
 pub mod shim;
