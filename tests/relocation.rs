@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{BOOT_TIMEOUT, DtbAt, assert_lines_in_order, direct_boot_image, image, machine_dtb, scratch, uboot_boot_image};
+use common::{BOOT_TIMEOUT, DtbAt, assert_lines_in_order, direct_boot_image, image, scratch, uboot_boot_image};
 use xtask::uboot::{Environment, FDT_ADDR};
 use xtask::{Arch, Expect, Qemu};
 
@@ -67,11 +67,8 @@ fn below_boot_modules_at_the_top_of_ram() {
     let test = "aarch64-reloc-below-modules";
     let img = image(Arch::Aarch64, &["poison-old-image"]);
     let qemu = Qemu::aarch64().gic(3).smp(1).memory("1G");
-    machine_dtb(test, &qemu);
-    let dir = scratch(test);
-    let dtb = dir.join("modules.dtb");
-    let dumped = qemu.dump_dtb(&dtb).unwrap_or_else(|e| panic!("{e}"));
-    drop(dumped);
+    let dtb = scratch(test).join("modules.dtb");
+    common::dump_machine_dtb(&qemu, &dtb);
     for (base, size) in [(0x7f00_0000u64, 0x100_0000u64), (0x7e80_0000, 0x80_0000)] {
         xtask::fdt::add_chosen_module(&dtb, base, size, &["multiboot,ramdisk"]).unwrap_or_else(|e| panic!("{e}"));
     }

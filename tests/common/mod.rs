@@ -49,7 +49,13 @@ pub fn hyp_privilege(arch: Arch) -> &'static str {
 /// The device tree QEMU generates for `qemu`, dumped into the test's scratch directory.
 pub fn machine_dtb(test: &str, qemu: &Qemu) -> Fdt {
     let dir = paths::scratch_dir(&format!("{test}-dtb")).unwrap_or_else(|e| panic!("{e}"));
-    let dt = qemu.dump_dtb(&dir.join("virt.dtb")).unwrap_or_else(|e| panic!("{e}"));
+    dump_machine_dtb(qemu, &dir.join("virt.dtb"))
+}
+
+/// QEMU's own device tree for `qemu`'s machine, dumped to `out` (to edit
+/// it, say), checked against `-smp` like [`machine_dtb`].
+pub fn dump_machine_dtb(qemu: &Qemu, out: &std::path::Path) -> Fdt {
+    let dt = qemu.dump_dtb(out).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dt.cpu_count(), qemu.cpus() as usize, "QEMU's device tree disagrees with -smp");
     dt
 }
