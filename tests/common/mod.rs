@@ -213,7 +213,8 @@ pub fn assert_lines_in_order(outcome: &Outcome, lines: &[&str]) {
     }
 }
 
-fn parse_hex_after(line: &str, prefix: &str) -> Option<u64> {
+/// The `0x`-prefixed hex number right after `prefix` in `line`.
+pub fn parse_hex_after(line: &str, prefix: &str) -> Option<u64> {
     let rest = line.split(prefix).nth(1)?;
     let hex = rest.trim().strip_prefix("0x")?;
     let digits: String = hex.chars().take_while(char::is_ascii_hexdigit).collect();
