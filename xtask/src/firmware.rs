@@ -310,7 +310,7 @@ pub fn build() -> Result<Firmware> {
 
 /// Builds the firmware now (cargo decides what is out of date) and
 /// publishes `spintable-fw.{bin,elf}` in [`out_dir`].
-pub fn build_now() -> Result<Firmware> {
+fn build_now() -> Result<Firmware> {
     let dir = out_dir();
     fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
     let lock_path = dir.join(".build.lock");
