@@ -115,7 +115,7 @@ use crate::paths::{self, write_atomic};
 use crate::shim::{self, Region};
 use crate::uboot::{self, BootScript, Environment, UbootBoot};
 use crate::{Arch, Context, Error, Image, Qemu, Result};
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -312,10 +312,7 @@ pub fn build() -> Result<Firmware> {
 /// publishes `spintable-fw.{bin,elf}` in [`out_dir`].
 fn build_now() -> Result<Firmware> {
     let dir = out_dir();
-    fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
-    let lock_path = dir.join(".build.lock");
-    let lock = File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock().context(|| format!("locking {}", lock_path.display()))?;
+    let lock = paths::build_lock(&dir)?;
 
     let (elf, flat) = crate::payload::build(MANIFEST, BIN_NAME, &dir.join("cargo"), "the spin-table firmware")?;
     let config_offset = usize::try_from(crate::image::symbol(&elf, Arch::Aarch64, "fw_config")?)
