@@ -19,11 +19,7 @@ fn crash(kind: &str, before: &[&str], cause: &[&str], forbidden: &[&str]) -> Out
 fn crash_on(arch: Arch, kind: &str, before: &[&str], cause: &[&str], forbidden: &[&str]) -> Outcome {
     let test = format!("{}-crashtest-{kind}", arch.name());
     let image = image(arch, &["crashtest"]);
-    let machine = match arch {
-        Arch::Aarch64 => Qemu::aarch64(),
-        Arch::Armv7 => Qemu::armv7(),
-    };
-    let qemu = machine.smp(2).kernel(&image.bin).append(format!("crashtest={kind}"));
+    let qemu = Qemu::new(arch).smp(2).kernel(&image.bin).append(format!("crashtest={kind}"));
     let mut failure_markers = vec!["nested exception", "Boot complete"];
     failure_markers.extend_from_slice(forbidden);
     let (registers, return_state): (Vec<String>, [&str; 2]) = match arch {

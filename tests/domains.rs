@@ -8,15 +8,28 @@
 mod common;
 
 use common::{BOOT_TIMEOUT, image, scratch};
+use std::path::Path;
 use xtask::{Arch, Expect, Qemu};
+
+/// Armature on a 1 GiB AArch64 machine with `gic` and `smp` CPUs, with the
+/// test guest `guest` as dom0's kernel module.
+fn dom0(test: &str, guest: &str, gic: u8, smp: u32) -> Qemu {
+    let guest = xtask::guest::build(guest).unwrap_or_else(|e| panic!("{e}"));
+    with_dom0_module(&guest, &scratch(test), gic, smp)
+}
+
+/// Armature on a 1 GiB AArch64 machine with `gic` and `smp` CPUs, with
+/// `module` as dom0's kernel module (DTB in `dir`).
+fn with_dom0_module(module: &Path, dir: &Path, gic: u8, smp: u32) -> Qemu {
+    let img = image(Arch::Aarch64, &[]);
+    let qemu = Qemu::aarch64().gic(gic).smp(smp).memory("1G");
+    xtask::guest::as_dom0(qemu, module, dir).unwrap_or_else(|e| panic!("{e}")).kernel(&img.bin)
+}
 
 /// The basic guest: PSCI_VERSION, an abort injected for an access to
 /// nothing, stage-2 isolation, then SYSTEM_OFF ends QEMU with status 0.
 fn basic(test: &str, gic: u8, smp: u32) {
-    let guest = xtask::guest::build("basic").unwrap_or_else(|e| panic!("{e}"));
-    let img = image(Arch::Aarch64, &[]);
-    let qemu = Qemu::aarch64().gic(gic).smp(smp).memory("1G");
-    let qemu = xtask::guest::as_dom0(qemu, &guest, &scratch(test)).unwrap_or_else(|e| panic!("{e}")).kernel(&img.bin);
+    let qemu = dom0(test, "basic", gic, smp);
     let expect = Expect::new()
         .markers([
             "d0: 128 MiB RAM at 0x000077c00000-0x00007fbfffff (1:1)",
@@ -53,10 +66,7 @@ fn basic_guest_matrix() {
 /// secondary vCPU, each on its own physical CPU, a refused second CPU_ON,
 /// CPU_OFF and AFFINITY_INFO, an unknown call.
 fn psci(test: &str, gic: u8, smp: u32) {
-    let guest = xtask::guest::build("psci").unwrap_or_else(|e| panic!("{e}"));
-    let img = image(Arch::Aarch64, &[]);
-    let qemu = Qemu::aarch64().gic(gic).smp(smp).memory("1G");
-    let qemu = xtask::guest::as_dom0(qemu, &guest, &scratch(test)).unwrap_or_else(|e| panic!("{e}")).kernel(&img.bin);
+    let qemu = dom0(test, "psci", gic, smp);
     let mut markers = vec![
         format!("d0: {smp} vCPU(s), pinned one per physical CPU"),
         "d0v0: psci guest: vCPU 0 up".to_string(),
@@ -92,9 +102,7 @@ fn a_guest_that_cannot_run_crashes_loudly() {
     let dir = scratch(test);
     let garbage = dir.join("zeros.bin");
     std::fs::write(&garbage, vec![0u8; 4096]).unwrap();
-    let img = image(Arch::Aarch64, &[]);
-    let qemu = Qemu::aarch64().gic(3).smp(1).memory("1G");
-    let qemu = xtask::guest::as_dom0(qemu, &garbage, &dir).unwrap_or_else(|e| panic!("{e}")).kernel(&img.bin);
+    let qemu = with_dom0_module(&garbage, &dir, 3, 1);
     let expect = Expect::new()
         .markers([
             "injected",
@@ -109,11 +117,9 @@ fn a_guest_that_cannot_run_crashes_loudly() {
 /// The vGIC guest: its distributor (and GICv3 redistributors) accesses trap
 /// to Armature, are decoded from the syndrome and served by the vGIC model.
 fn vgic(test: &str, gic: u8, smp: u32, lines: &[String]) {
-    let guest = xtask::guest::build("vgic").unwrap_or_else(|e| panic!("{e}"));
-    let img = image(Arch::Aarch64, &[]);
-    let qemu = Qemu::aarch64().gic(gic).smp(smp).memory("1G");
-    let qemu = xtask::guest::as_dom0(qemu, &guest, &scratch(test)).unwrap_or_else(|e| panic!("{e}")).kernel(&img.bin);
-    let mut markers = vec![format!("d0: vGICv{gic} with 288 lines: GICD 0x000008000000-"), "d0v0: vgic guest: up".to_string()];
+    let qemu = dom0(test, "vgic", gic, smp);
+    let mut markers =
+        vec![format!("d0: vGICv{gic} with 288 lines: GICD 0x000008000000-"), "d0v0: vgic guest: up".to_string()];
     // `lines`: the version and TYPER lines, then the version's last check.
     markers.extend(lines[..2].iter().cloned());
     markers.extend(
@@ -160,10 +166,7 @@ fn vgic_guest_matrix() {
 /// to the other CPUs) reaches every other vCPU; and the PL031 RTC's alarm,
 /// a real device passed through, reaches vCPU 0 as SPI 34.
 fn irq(test: &str, gic: u8, smp: u32) {
-    let guest = xtask::guest::build("irq").unwrap_or_else(|e| panic!("{e}"));
-    let img = image(Arch::Aarch64, &[]);
-    let qemu = Qemu::aarch64().gic(gic).smp(smp).memory("1G");
-    let qemu = xtask::guest::as_dom0(qemu, &guest, &scratch(test)).unwrap_or_else(|e| panic!("{e}")).kernel(&img.bin);
+    let qemu = dom0(test, "irq", gic, smp);
     let gic_line = format!("GIC: V{gic}, distributor 0x000008000000-0x00000800ffff");
     let expect = Expect::new()
         .markers([

@@ -119,14 +119,6 @@ fn idmap_offset(image: &Image) -> u64 {
     offset
 }
 
-/// The hex number right after `prefix` in `line`.
-fn hex_after(line: &str, prefix: &str) -> u64 {
-    let rest = line.split(prefix).nth(1).unwrap_or_else(|| panic!("no {prefix:?} in {line:?}"));
-    let digits: String =
-        rest.trim_start().trim_start_matches("0x").chars().take_while(char::is_ascii_hexdigit).collect();
-    u64::from_str_radix(&digits, 16).unwrap_or_else(|e| panic!("{prefix:?} in {line:?}: {e}"))
-}
-
 /// The decimal number right after `prefix` in `line`.
 fn dec_after(line: &str, prefix: &str) -> u64 {
     let rest = line.split(prefix).nth(1).unwrap_or_else(|| panic!("no {prefix:?} in {line:?}"));
@@ -154,7 +146,8 @@ fn check_mmu(outcome: &Outcome, image: &Image, build: Build, load: u64, path: Mm
     assert_lines_in_order(outcome, &[&format!("Load address: {load:#x} (image {va:#x}-"), &on, &image_line]);
 
     let line = outcome.line_with(&image_line).expect("checked above");
-    let tables = hex_after(line, "boot tables at ");
+    let tables = common::parse_hex_after(line, "boot tables at ")
+        .unwrap_or_else(|| panic!("no hex after \"boot tables at \" in {line:?}"));
     assert!(
         (load..load + image.image_end).contains(&tables),
         "boot tables at {tables:#x}, outside the image {load:#x}-{:#x}\n{}",

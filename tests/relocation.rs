@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{BOOT_TIMEOUT, DtbAt, assert_lines_in_order, direct_boot_image, image, machine_dtb, scratch, uboot_boot_image};
+use common::{BOOT_TIMEOUT, DtbAt, assert_lines_in_order, direct_boot_image, image, parse_hex_after, scratch, uboot_boot_image};
 use xtask::uboot::{Environment, FDT_ADDR};
 use xtask::{Arch, Expect, Qemu};
 
@@ -67,24 +67,10 @@ fn below_boot_modules_at_the_top_of_ram() {
     let test = "aarch64-reloc-below-modules";
     let img = image(Arch::Aarch64, &["poison-old-image"]);
     let qemu = Qemu::aarch64().gic(3).smp(1).memory("1G");
-    machine_dtb(test, &qemu);
-    let dir = scratch(test);
-    let dtb = dir.join("modules.dtb");
-    let dumped = qemu.dump_dtb(&dtb).unwrap_or_else(|e| panic!("{e}"));
-    drop(dumped);
-    let fdtput = |args: &[&str]| common::fdtput(&dtb, args);
-    fdtput(&["-t", "x", "/chosen", "#address-cells", "2"]);
-    fdtput(&["-t", "x", "/chosen", "#size-cells", "2"]);
-    for (name, base, size, kind) in
-        [("module@7f000000", 0x7f00_0000u64, 0x100_0000u64, "multiboot,ramdisk"), ("module@7e800000", 0x7e80_0000, 0x80_0000, "multiboot,ramdisk")]
-    {
-        let path = format!("/chosen/{name}");
-        fdtput(&["-c", &path]);
-        fdtput(&["-t", "s", &path, "compatible", kind, "multiboot,module"]);
-        let reg = [base >> 32, base & 0xffff_ffff, size >> 32, size & 0xffff_ffff].map(|v| format!("{v:x}"));
-        let mut args = vec!["-t", "x", path.as_str(), "reg"];
-        args.extend(reg.iter().map(String::as_str));
-        fdtput(&args);
+    let dtb = scratch(test).join("modules.dtb");
+    common::dump_machine_dtb(&qemu, &dtb);
+    for (base, size) in [(0x7f00_0000u64, 0x100_0000u64), (0x7e80_0000, 0x80_0000)] {
+        xtask::fdt::add_chosen_module(&dtb, base, size, &["multiboot,ramdisk"]).unwrap_or_else(|e| panic!("{e}"));
     }
     let qemu = qemu.kernel(&img.bin).dtb(&dtb);
     let expect = Expect::new()
@@ -115,11 +101,11 @@ fn through_uboot_below_the_moved_dtb() {
     let dtb = outcome
         .log
         .lines()
-        .find_map(|l| l.split("DTB address: 0x").nth(1))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .find(|l| l.contains("DTB address: 0x"))
+        .and_then(|l| parse_hex_after(l, "DTB address: "))
         .expect("DTB address in the log");
     let line = outcome.log.lines().find(|l| l.contains("Relocated: 0x40400000 -> ")).expect("relocation line");
-    let dest = u64::from_str_radix(line.split(" -> 0x").nth(1).unwrap().split(' ').next().unwrap(), 16).unwrap();
+    let dest = parse_hex_after(line, " -> ").unwrap();
     assert!(dest + 2 * MIB <= dtb || dest >= dtb + MIB, "image at {dest:#x} overlaps the DTB at {dtb:#x}\n{}", outcome.log);
     assert_eq!(dest % (2 * MIB), 0);
     assert!(outcome.log.contains("original load region poisoned"), "{}", outcome.log);

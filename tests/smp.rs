@@ -6,6 +6,7 @@
 mod common;
 
 use common::{BOOT_TIMEOUT, DtbAt, assert_lines_in_order, direct_boot, image, scratch, uboot_boot_image};
+use std::path::PathBuf;
 use xtask::runner::Outcome;
 use xtask::uboot::{Environment, FDT_ADDR};
 use xtask::{Arch, Expect, Qemu};
@@ -19,6 +20,35 @@ fn all_online(outcome: &Outcome, smp: usize) {
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     assert_lines_in_order(outcome, &refs);
     assert!(!outcome.log.contains("did not come online"), "{}", outcome.log);
+}
+
+/// QEMU's DTB for `qemu`, dumped into the test's scratch directory, with a
+/// CPU node `/cpus/<node>` added: a Cortex-A57 with `reg` = `mpidr`,
+/// `enable-method` = `method`, and the cell properties `extra_props`
+/// (name, hex cells).
+fn dtb_with_cpu(
+    test: &str,
+    qemu: &Qemu,
+    node: &str,
+    mpidr: u64,
+    method: &str,
+    extra_props: &[(&str, &[&str])],
+) -> PathBuf {
+    let dtb = scratch(test).join(format!("with-{node}.dtb"));
+    qemu.dump_dtb(&dtb).unwrap_or_else(|e| panic!("{e}"));
+    let path = format!("/cpus/{node}");
+    let reg = format!("{mpidr:x}");
+    common::fdtput(&dtb, &["-c", &path]);
+    common::fdtput(&dtb, &["-t", "s", &path, "device_type", "cpu"]);
+    common::fdtput(&dtb, &["-t", "s", &path, "compatible", "arm,cortex-a57"]);
+    common::fdtput(&dtb, &["-t", "x", &path, "reg", &reg]);
+    common::fdtput(&dtb, &["-t", "s", &path, "enable-method", method]);
+    for (name, cells) in extra_props {
+        let mut args = vec!["-t", "x", path.as_str(), name];
+        args.extend_from_slice(cells);
+        common::fdtput(&dtb, &args);
+    }
+    dtb
 }
 
 #[test]
@@ -53,17 +83,7 @@ fn a_cpu_that_does_not_exist_is_named_and_skipped() {
     let test = "aarch64-smp-missing-cpu";
     let img = image(Arch::Aarch64, &[]);
     let qemu = Qemu::aarch64().gic(3).smp(2).memory("1G");
-    let dtb = scratch(test).join("extra-cpu.dtb");
-    qemu.dump_dtb(&dtb).unwrap_or_else(|e| panic!("{e}"));
-    for args in [
-        &["-c", "/cpus/cpu@7"][..],
-        &["-t", "s", "/cpus/cpu@7", "device_type", "cpu"],
-        &["-t", "s", "/cpus/cpu@7", "compatible", "arm,cortex-a57"],
-        &["-t", "x", "/cpus/cpu@7", "reg", "7"],
-        &["-t", "s", "/cpus/cpu@7", "enable-method", "psci"],
-    ] {
-        common::fdtput(&dtb, args);
-    }
+    let dtb = dtb_with_cpu(test, &qemu, "cpu@7", 7, "psci", &[]);
     let expect = Expect::new()
         .markers([
             "cpu@7, MPIDR 0x7): PSCI CPU_ON via SMC failed: INVALID_PARAMETERS",
@@ -84,18 +104,7 @@ fn a_cpu_that_never_checks_in_times_out() {
     let test = "aarch64-smp-no-check-in";
     let img = image(Arch::Aarch64, &[]);
     let qemu = Qemu::aarch64().gic(3).smp(2).memory("1G");
-    let dtb = scratch(test).join("ghost-cpu.dtb");
-    qemu.dump_dtb(&dtb).unwrap_or_else(|e| panic!("{e}"));
-    for args in [
-        &["-c", "/cpus/cpu@5"][..],
-        &["-t", "s", "/cpus/cpu@5", "device_type", "cpu"],
-        &["-t", "s", "/cpus/cpu@5", "compatible", "arm,cortex-a57"],
-        &["-t", "x", "/cpus/cpu@5", "reg", "5"],
-        &["-t", "s", "/cpus/cpu@5", "enable-method", "spin-table"],
-        &["-t", "x", "/cpus/cpu@5", "cpu-release-addr", "0", "4fff0000"],
-    ] {
-        common::fdtput(&dtb, args);
-    }
+    let dtb = dtb_with_cpu(test, &qemu, "cpu@5", 5, "spin-table", &[("cpu-release-addr", &["0", "4fff0000"])]);
     let expect = Expect::new()
         .markers([
             "PSCI: CPU_ON (0xc4000003) supported (PSCI_FEATURES)",

@@ -49,7 +49,13 @@ pub fn hyp_privilege(arch: Arch) -> &'static str {
 /// The device tree QEMU generates for `qemu`, dumped into the test's scratch directory.
 pub fn machine_dtb(test: &str, qemu: &Qemu) -> Fdt {
     let dir = paths::scratch_dir(&format!("{test}-dtb")).unwrap_or_else(|e| panic!("{e}"));
-    let dt = qemu.dump_dtb(&dir.join("virt.dtb")).unwrap_or_else(|e| panic!("{e}"));
+    dump_machine_dtb(qemu, &dir.join("virt.dtb"))
+}
+
+/// QEMU's own device tree for `qemu`'s machine, dumped to `out` (to edit
+/// it, say), checked against `-smp` like [`machine_dtb`].
+pub fn dump_machine_dtb(qemu: &Qemu, out: &std::path::Path) -> Fdt {
+    let dt = qemu.dump_dtb(out).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dt.cpu_count(), qemu.cpus() as usize, "QEMU's device tree disagrees with -smp");
     dt
 }
@@ -207,7 +213,8 @@ pub fn assert_lines_in_order(outcome: &Outcome, lines: &[&str]) {
     }
 }
 
-fn parse_hex_after(line: &str, prefix: &str) -> Option<u64> {
+/// The `0x`-prefixed hex number right after `prefix` in `line`.
+pub fn parse_hex_after(line: &str, prefix: &str) -> Option<u64> {
     let rest = line.split(prefix).nth(1)?;
     let hex = rest.trim().strip_prefix("0x")?;
     let digits: String = hex.chars().take_while(char::is_ascii_hexdigit).collect();
@@ -282,6 +289,5 @@ pub fn uboot_boot_image(
 
 /// Edits a device tree blob in place with `fdtput` (device-tree-compiler).
 pub fn fdtput(dtb: &std::path::Path, args: &[&str]) {
-    let st = std::process::Command::new("fdtput").arg(dtb).args(args).status().expect("running fdtput");
-    assert!(st.success(), "fdtput {} {args:?} failed", dtb.display());
+    xtask::fdt::fdtput(dtb, args).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -20,7 +20,7 @@ use crate::paths::{self, write_atomic};
 use crate::toolchain::Toolchain;
 use crate::{Arch, Context, Error, Result};
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::hash::Hash;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -125,11 +125,7 @@ pub enum CargoOutput {
 /// Builds `variant` now (cargo decides what is out of date) and publishes it.
 pub fn build(variant: &Variant, output: CargoOutput) -> Result<Image> {
     let toolchain = Toolchain::current()?;
-    let dir = paths::armature_dir();
-    fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
-    let lock_path = dir.join(".build.lock");
-    let lock = File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock().context(|| format!("locking {}", lock_path.display()))?;
+    let lock = paths::build_lock(&paths::armature_dir())?;
 
     let mut cmd = toolchain.cargo_build(variant.arch)?;
     cmd.arg("--target-dir").arg(paths::image_cargo_dir());
@@ -175,13 +171,30 @@ pub fn build(variant: &Variant, output: CargoOutput) -> Result<Image> {
 /// The image of `variant`, built at most once per process however many
 /// threads ask for it (a failed build is reported to every caller).
 pub fn image(variant: &Variant) -> Result<Image> {
-    type Cell = Arc<OnceLock<Result<Image>>>;
-    static BUILT: OnceLock<Mutex<HashMap<Variant, Cell>>> = OnceLock::new();
-    let cell: Cell = {
-        let mut map = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(variant.clone()).or_default().clone()
-    };
-    cell.get_or_init(|| build(variant, CargoOutput::Capture)).clone()
+    static BUILT: OncePerKey<Variant, Result<Image>> = OncePerKey::new();
+    BUILT.get_or_init(variant.clone(), || build(variant, CargoOutput::Capture))
+}
+
+/// A value per key, computed at most once per process however many threads
+/// ask for it at once (the others wait for it), e.g. a build per variant.
+pub(crate) struct OncePerKey<K, V>(OnceLock<Mutex<HashMap<K, Arc<OnceLock<V>>>>>);
+
+impl<K: Eq + Hash, V: Clone> OncePerKey<K, V> {
+    /// An empty map, for a `static`.
+    pub(crate) const fn new() -> Self {
+        OncePerKey(OnceLock::new())
+    }
+
+    /// The value for `key`: computed by `init` on the first call for that
+    /// key, then a clone of it. Calls for different keys do not wait for
+    /// each other.
+    pub(crate) fn get_or_init(&self, key: K, init: impl FnOnce() -> V) -> V {
+        let cell = {
+            let mut map = self.0.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(key).or_default().clone()
+        };
+        cell.get_or_init(init).clone()
+    }
 }
 
 #[cfg(test)]

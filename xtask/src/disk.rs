@@ -6,12 +6,11 @@
 //! refused with "No partition table"), so the disk is an MBR with a single
 //! bootable FAT32 partition starting at 1 MiB.
 
-use crate::paths::find_program;
+use crate::process::{run_checked, tool};
 use crate::{Context, Error, Result};
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
-use std::process::Command;
 
 /// Sector size.
 pub const SECTOR: u64 = 512;
@@ -39,21 +38,6 @@ pub fn mbr(sectors: u32, ptype: u8) -> [u8; 512] {
     m
 }
 
-fn tool(name: &str, package: &str) -> Result<Command> {
-    find_program(name)
-        .map(Command::new)
-        .ok_or_else(|| Error::new(format!("{name} not found: install {package} (`./x setup` does)")))
-}
-
-fn check(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.output().context(|| what.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::new(format!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())))
-    }
-}
-
 /// Makes `disk`: an MBR disk whose single FAT32 partition of `size_mib`
 /// MiB (at least 64) holds `files`, each `(name in the file system, source)`.
 /// The file is sparse: only what is written takes space.
@@ -65,7 +49,7 @@ pub fn make_fat_disk(disk: &Path, size_mib: u64, files: &[(&str, &Path)]) -> Res
         let f = std::fs::File::create(disk).context(|| format!("creating {}", disk.display()))?;
         f.set_len(offset + part_bytes).context(|| format!("sizing {}", disk.display()))?;
     }
-    check(
+    run_checked(
         tool("mkfs.vfat", "dosfstools")?
             .args(["-F", "32", "-n", "ARMATURE"])
             .arg(format!("--offset={PARTITION_START_LBA}"))
@@ -76,7 +60,7 @@ pub fn make_fat_disk(disk: &Path, size_mib: u64, files: &[(&str, &Path)]) -> Res
     )?;
     let image_arg = format!("{}@@{offset}", disk.display());
     for (name, src) in files {
-        check(
+        run_checked(
             tool("mcopy", "mtools")?
                 .env("MTOOLS_SKIP_CHECK", "1")
                 .args(["-o", "-i", &image_arg])
@@ -96,6 +80,8 @@ pub fn make_fat_disk(disk: &Path, size_mib: u64, files: &[(&str, &Path)]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths::find_program;
+    use std::process::Command;
 
     #[test]
     fn mbr_layout() {

@@ -6,8 +6,13 @@
 //! Armature's own `dt` module, so a bug there cannot hide itself by also
 //! shaping the expectation. It reads the whole tree into memory and answers
 //! path lookups; it does not translate addresses through `ranges`.
+//!
+//! Edits go through `fdtput` (device-tree-compiler): [`fdtput`], [`cells`]
+//! and [`add_chosen_module`].
 
-use crate::{Error, Result};
+use crate::{Error, Result, process};
+use std::ffi::OsStr;
+use std::path::Path;
 
 const FDT_MAGIC: u32 = 0xd00d_feed;
 const FDT_BEGIN_NODE: u32 = 1;
@@ -234,6 +239,34 @@ fn decode_reg(value: &[u8], (ac, sc): (usize, usize)) -> Vec<(u64, u64)> {
     value.chunks_exact(stride).map(|e| (read(&e[..ac * 4]), read(&e[ac * 4..]))).collect()
 }
 
+/// Runs `fdtput <dtb> <args>`, editing the blob in place.
+pub fn fdtput<S: AsRef<OsStr>>(dtb: &Path, args: &[S]) -> Result<()> {
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+    let what = format!("fdtput {} {}", dtb.display(), shown.join(" "));
+    process::run_checked(process::tool("fdtput", "device-tree-compiler")?.arg(dtb).args(args), &what).map(drop)
+}
+
+/// Two big-endian cells of a 64-bit value, as `fdtput -t x` takes them.
+pub fn cells(v: u64) -> [String; 2] {
+    [format!("{:x}", v >> 32), format!("{:x}", v & 0xffff_ffff)]
+}
+
+/// Adds a boot module to `/chosen` (the Xen binding): two address and size
+/// cells in `/chosen`, and a `module@<addr>` node with `compatible` =
+/// `compatibles` followed by `multiboot,module`, and `reg` = `addr`, `size`.
+pub fn add_chosen_module(dtb: &Path, addr: u64, size: u64, compatibles: &[&str]) -> Result<()> {
+    fdtput(dtb, &["-t", "x", "/chosen", "#address-cells", "2"])?;
+    fdtput(dtb, &["-t", "x", "/chosen", "#size-cells", "2"])?;
+    let node = format!("/chosen/module@{addr:x}");
+    fdtput(dtb, &["-c", node.as_str()])?;
+    let mut compatible = vec!["-t", "s", node.as_str(), "compatible"];
+    compatible.extend(compatibles);
+    compatible.push("multiboot,module");
+    fdtput(dtb, &compatible)?;
+    let ([ah, al], [sh, sl]) = (cells(addr), cells(size));
+    fdtput(dtb, &["-t", "x", node.as_str(), "reg", &ah, &al, &sh, &sl])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +274,12 @@ mod tests {
     fn fixture(name: &str) -> Fdt {
         let path = crate::paths::workspace_root().join("tests/fixtures/dtb").join(name);
         Fdt::parse(&std::fs::read(&path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn cells_split_high_and_low() {
+        assert_eq!(cells(0x1_7fff_f008), ["1".to_string(), "7ffff008".to_string()]);
+        assert_eq!(cells(0x1000), ["0".to_string(), "1000".to_string()]);
     }
 
     #[test]

@@ -110,15 +110,13 @@
 //! Secure-only, so a non-secure EL2 access to it aborts, and bank 1 holds
 //! U-Boot's environment.
 
-use crate::fdt::Fdt;
+use crate::fdt::{Fdt, cells, fdtput};
 use crate::paths::{self, write_atomic};
 use crate::shim::{self, Region};
 use crate::uboot::{self, BootScript, Environment, UbootBoot};
 use crate::{Arch, Context, Error, Image, Qemu, Result};
-use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// The firmware crate, relative to the workspace root.
@@ -312,12 +310,9 @@ pub fn build() -> Result<Firmware> {
 
 /// Builds the firmware now (cargo decides what is out of date) and
 /// publishes `spintable-fw.{bin,elf}` in [`out_dir`].
-pub fn build_now() -> Result<Firmware> {
+fn build_now() -> Result<Firmware> {
     let dir = out_dir();
-    fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
-    let lock_path = dir.join(".build.lock");
-    let lock = File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock().context(|| format!("locking {}", lock_path.display()))?;
+    let lock = paths::build_lock(&dir)?;
 
     let (elf, flat) = crate::payload::build(MANIFEST, BIN_NAME, &dir.join("cargo"), "the spin-table firmware")?;
     let config_offset = usize::try_from(crate::image::symbol(&elf, Arch::Aarch64, "fw_config")?)
@@ -738,29 +733,6 @@ fn gic_v3(dt: &Fdt) -> Result<(u64, u64)> {
     }
 }
 
-/// Runs `fdtput <dtb> <args>`.
-fn fdtput<S: AsRef<OsStr>>(dtb: &Path, args: &[S]) -> Result<()> {
-    let program = paths::find_program("fdtput")
-        .ok_or_else(|| Error::new("fdtput not found: install device-tree-compiler (`./x setup`)"))?;
-    let out = Command::new(program).arg(dtb).args(args).stdin(Stdio::null()).output().context(|| "running fdtput")?;
-    if !out.status.success() {
-        let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-        return Err(Error::new(format!(
-            "fdtput {} {} failed ({}): {}",
-            dtb.display(),
-            shown.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
-/// Two big-endian cells of a 64-bit value, as `fdtput -t x` takes them.
-fn cells(v: u64) -> [String; 2] {
-    [format!("{:x}", v >> 32), format!("{:x}", v & 0xffff_ffff)]
-}
-
 /// Makes QEMU's DTB a spin-table DTB (see the module documentation).
 fn edit_dtb(dtb: &Path, cpus: &[SpinCpu], page: u64) -> Result<()> {
     for c in cpus {
@@ -890,12 +862,6 @@ mod tests {
         check_disjoint(&[r("a", 0x1000, 0x1000), r("b", 0x2000, 0x1000)]).unwrap();
         let e = check_disjoint(&[r("a", 0x1000, 0x1000), r("b", 0x3000, 1), r("c", 0x1fff, 2)]).unwrap_err();
         assert_eq!(e.message(), "a at 0x1000 (+0x1000) overlaps c at 0x1fff (+0x2)");
-    }
-
-    #[test]
-    fn cells_split_high_and_low() {
-        assert_eq!(cells(0x1_7fff_f008), ["1".to_string(), "7ffff008".to_string()]);
-        assert_eq!(cells(0x1000), ["0".to_string(), "1000".to_string()]);
     }
 
     #[test]

@@ -5,12 +5,10 @@
 //! and described by a `/chosen/module@…` node (`multiboot,kernel`), the
 //! binding Xen uses.
 
+use crate::build::OncePerKey;
 use crate::paths::{self, write_atomic};
-use crate::{Context, Error, Qemu, Result};
-use std::collections::HashMap;
+use crate::{Context, Qemu, Result};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::process::Command;
 
 /// The crate holding every test guest (one binary each).
 const MANIFEST: &str = "tests/guests/Cargo.toml";
@@ -22,23 +20,15 @@ pub const MODULE_ADDR: u64 = 0x4a00_0000;
 /// The test guest `name`, built at most once per process however many
 /// tests ask for it; returns its flat image.
 pub fn build(name: &str) -> Result<PathBuf> {
-    type Cell = Arc<OnceLock<Result<PathBuf>>>;
-    static BUILT: OnceLock<Mutex<HashMap<String, Cell>>> = OnceLock::new();
-    let cell: Cell = {
-        let mut map = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(name.to_string()).or_default().clone()
-    };
-    cell.get_or_init(|| build_now(name)).clone()
+    static BUILT: OncePerKey<String, Result<PathBuf>> = OncePerKey::new();
+    BUILT.get_or_init(name.to_string(), || build_now(name))
 }
 
 /// Builds the test guest `name` now, under a file lock (test processes run
 /// side by side).
 fn build_now(name: &str) -> Result<PathBuf> {
     let dir = paths::armature_dir().join("guests").join(name);
-    std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
-    let lock_path = dir.join(".build.lock");
-    let lock = std::fs::File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock().context(|| format!("locking {}", lock_path.display()))?;
+    let _lock = paths::build_lock(&dir)?;
     let bin = format!("guest-{name}");
     let cargo_dir = paths::armature_dir().join("guests").join("cargo");
     let (_, flat) = crate::payload::build(MANIFEST, &bin, &cargo_dir, &format!("the {name} test guest"))?;
@@ -54,21 +44,6 @@ pub fn as_dom0(qemu: Qemu, guest: &Path, dir: &Path) -> Result<Qemu> {
     let dtb = dir.join("dom0.dtb");
     qemu.dump_dtb(&dtb)?;
     let size = std::fs::metadata(guest).context(|| format!("reading {}", guest.display()))?.len();
-    let node = format!("/chosen/module@{MODULE_ADDR:x}");
-    let reg = [MODULE_ADDR >> 32, MODULE_ADDR & 0xffff_ffff, size >> 32, size & 0xffff_ffff].map(|v| format!("{v:x}"));
-    let mut reg_args = vec!["-t", "x", node.as_str(), "reg"];
-    reg_args.extend(reg.iter().map(String::as_str));
-    for args in [
-        &["-t", "x", "/chosen", "#address-cells", "2"][..],
-        &["-t", "x", "/chosen", "#size-cells", "2"],
-        &["-c", node.as_str()],
-        &["-t", "s", node.as_str(), "compatible", "multiboot,kernel", "multiboot,module"],
-        &reg_args,
-    ] {
-        let st = Command::new("fdtput").arg(&dtb).args(args).status().context(|| "running fdtput".to_string())?;
-        if !st.success() {
-            return Err(Error::new(format!("fdtput {args:?} on {} failed", dtb.display())));
-        }
-    }
+    crate::fdt::add_chosen_module(&dtb, MODULE_ADDR, size, &["multiboot,kernel"])?;
     Ok(qemu.dtb(&dtb).load_at(guest, MODULE_ADDR))
 }

@@ -24,7 +24,8 @@
 //! - [`firmware`]: the spin-table test firmware (`tests/firmware/spintable/`,
 //!   EL3, `secure=on`): building it, its device tree and QEMU configuration,
 //!   so Armature's spin-table CPU bring-up runs on QEMU;
-//! - [`paths`]: where everything lives, and atomic file output.
+//! - [`paths`]: where everything lives, build locks, and atomic file output;
+//! - [`process`]: finding the host tools and running them.
 
 pub mod build;
 pub mod disk;
@@ -35,6 +36,7 @@ pub mod firmware;
 pub mod image;
 pub mod paths;
 pub mod payload;
+pub mod process;
 pub mod qemu;
 pub mod runner;
 pub mod shim;

@@ -103,6 +103,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     result.context(|| format!("writing {}", path.display()))
 }
 
+/// Creates `dir` and takes the exclusive lock on its `.build.lock`, for a
+/// build whose output goes there (test processes run side by side). The
+/// lock is held until the returned file is dropped.
+pub fn build_lock(dir: &Path) -> Result<fs::File> {
+    fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+    let lock_path = dir.join(".build.lock");
+    let lock = fs::File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock().context(|| format!("locking {}", lock_path.display()))?;
+    Ok(lock)
+}
+
 /// Finds a program in `PATH` or in the sbin directories, which are not in
 /// every user's `PATH` but hold `mkfs.vfat`.
 pub fn find_program(name: &str) -> Option<PathBuf> {

@@ -121,12 +121,6 @@ impl Qemu {
         self
     }
 
-    /// CPU model.
-    pub fn cpu(mut self, model: impl Into<String>) -> Self {
-        self.cpu = model.into();
-        self
-    }
-
     /// The image QEMU loads itself (`-kernel`).
     pub fn kernel(mut self, image: impl Into<PathBuf>) -> Self {
         self.kernel = Some(image.into());

@@ -99,16 +99,6 @@ impl Expect {
         self.clean_exit = required;
         self
     }
-
-    /// The ordered markers.
-    pub fn marker_list(&self) -> &[String] {
-        &self.markers
-    }
-
-    /// The failure markers.
-    pub fn failure_marker_list(&self) -> &[String] {
-        &self.failure_markers
-    }
 }
 
 /// How a run is shown and recorded (nothing here affects the verdict).

@@ -40,12 +40,11 @@
 //!   `cpu-release-addr` and `enable-method` alone.
 
 use crate::disk;
-use crate::paths::find_program;
+use crate::process::{run_checked, tool};
 use crate::qemu::{Drive, Qemu};
 use crate::{Arch, Context, Error, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// U-Boot's `kernel_addr_r` on QEMU virt (both architectures): where the
 /// script loads the image. `booti` runs a 2 MiB-aligned Image in place.
@@ -218,8 +217,8 @@ impl BootScript {
                 .map(hush_quote)
                 .collect();
             let _ = writeln!(s, "fdt set {node} compatible {}", compatible.join(" "));
-            let _ =
-                writeln!(s, "fdt set {node} reg <{:#x} {:#x} 0x0 0x${{filesize}}>", m.addr >> 32, m.addr & 0xffff_ffff);
+            let [hi, lo] = crate::fdt::cells(m.addr);
+            let _ = writeln!(s, "fdt set {node} reg <0x{hi} 0x{lo} 0x0 0x${{filesize}}>");
         }
         let boot = match self.arch {
             Arch::Aarch64 => "booti",
@@ -309,24 +308,6 @@ impl UbootBoot {
     }
 }
 
-fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.output().context(|| what.to_string())?;
-    if !out.status.success() {
-        return Err(Error::new(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
-fn u_boot_tool(name: &str) -> Result<Command> {
-    find_program(name)
-        .map(Command::new)
-        .ok_or_else(|| Error::new(format!("{name} not found: install u-boot-tools (`./x setup` does)")))
-}
-
 /// Writes `boot.cmd`, `boot.scr`, the disk (script, image, device tree,
 /// modules) and,
 /// for [`Environment::Fast`], the environment flash into `dir`.
@@ -343,8 +324,8 @@ pub fn prepare(dir: &Path, image: &Path, script: &BootScript, env: Environment) 
         Arch::Aarch64 => "arm64",
         Arch::Armv7 => "arm",
     };
-    run_tool(
-        u_boot_tool("mkimage")?
+    run_checked(
+        tool("mkimage", "u-boot-tools")?
             .args(["-A", uarch, "-O", "linux", "-T", "script", "-C", "none", "-n", "armature boot script", "-d"])
             .arg(&cmd_path)
             .arg(&scr_path),
@@ -367,8 +348,8 @@ pub fn prepare(dir: &Path, image: &Path, script: &BootScript, env: Environment) 
         let txt = dir.join("env.txt");
         let bin = dir.join("env.bin");
         std::fs::write(&txt, fast_environment(arch)).context(|| format!("writing {}", txt.display()))?;
-        run_tool(
-            u_boot_tool("mkenvimage")?.arg("-s").arg(format!("{ENV_SIZE:#x}")).arg("-o").arg(&bin).arg(&txt),
+        run_checked(
+            tool("mkenvimage", "u-boot-tools")?.arg("-s").arg(format!("{ENV_SIZE:#x}")).arg("-o").arg(&bin).arg(&txt),
             "mkenvimage",
         )?;
         let env = crate::paths::read(&bin)?;
