@@ -128,6 +128,26 @@ fn fvp_gicv3(node: &str) -> Gic {
     }
 }
 
+/// A GIC-400 in the common 4 KiB-spaced layout (RTSM/AEMv8, Exynos5250):
+/// GICD at `base`, GICC +0x1000, GICH +0x3000, GICV +0x5000, all 8 CPUs'
+/// maintenance PPI 9.
+fn gic400(node: &str, base: u64) -> Gic {
+    Gic {
+        node: path(node),
+        compatible: "arm,gic-400",
+        version: GicVersion::V2,
+        interrupt_cells: 3,
+        dist: r(base, 0x1000),
+        redist: Regions::default(),
+        redist_stride: None,
+        cpu_if: Some(r(base + 0x1000, 0x2000)),
+        hyp_if: Some(r(base + 0x3000, 0x2000)),
+        vcpu_if: Some(r(base + 0x5000, 0x2000)),
+        maintenance: Some(ppi(9, 0xf04)),
+        msi: Regions::default(),
+    }
+}
+
 #[test]
 fn fvp_base_revc() {
     let want = BootPlan {
@@ -186,20 +206,7 @@ fn aemv8_rtsm_spin_table() {
             cpu("cpu@3", 3, release),
         ])),
         psci: Ok(None),
-        gic: Ok(Gic {
-            node: path("/interrupt-controller@2c001000"),
-            compatible: "arm,gic-400",
-            version: GicVersion::V2,
-            interrupt_cells: 3,
-            dist: r(0x2c00_1000, 0x1000),
-            redist: Regions::default(),
-            redist_stride: None,
-            cpu_if: Some(r(0x2c00_2000, 0x2000)),
-            hyp_if: Some(r(0x2c00_4000, 0x2000)),
-            vcpu_if: Some(r(0x2c00_6000, 0x2000)),
-            maintenance: Some(ppi(9, 0xf04)),
-            msi: Regions::default(),
-        }),
+        gic: Ok(gic400("/interrupt-controller@2c001000", 0x2c00_1000)),
         timer: Ok(timer("/timer", TimerKind::Armv8, 0xf08, Some(100_000_000), false)),
     };
     check("aemv8", &dt(AEMV8).boot_plan(), &want);
@@ -304,20 +311,7 @@ fn arndale_exynos5250() {
         // One-cell reg, no enable-method: the SYSRAM mailbox is platform code.
         cpus: Ok(Cpus::from_slice(&[cpu("cpu@0", 0, CpuBoot::NoMethod), cpu("cpu@1", 1, CpuBoot::NoMethod)])),
         psci: Ok(None),
-        gic: Ok(Gic {
-            node: path("/soc/interrupt-controller@10481000"),
-            compatible: "arm,gic-400",
-            version: GicVersion::V2,
-            interrupt_cells: 3,
-            dist: r(0x1048_1000, 0x1000),
-            redist: Regions::default(),
-            redist_stride: None,
-            cpu_if: Some(r(0x1048_2000, 0x2000)),
-            hyp_if: Some(r(0x1048_4000, 0x2000)),
-            vcpu_if: Some(r(0x1048_6000, 0x2000)),
-            maintenance: Some(ppi(9, 0xf04)),
-            msi: Regions::default(),
-        }),
+        gic: Ok(gic400("/soc/interrupt-controller@10481000", 0x1048_1000)),
         // 24 MHz in the DT: the firmware does not program CNTFRQ.
         timer: Ok(timer("/timer", TimerKind::Armv7, 0xf08, Some(24_000_000), false)),
     };
