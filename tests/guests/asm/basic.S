@@ -83,10 +83,7 @@ vectors:
 unexpected:
         adr     x0, msg_unexpected
         bl      puts
-        ldr     w0, =PSCI_SYSTEM_OFF
-        hvc     #0
-3:      wfi
-        b       3b
+        b       power_off
 
         .section .rodata
 msg_hello:          .asciz "basic guest: hello from EL1\n"

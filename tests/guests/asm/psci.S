@@ -111,10 +111,7 @@ entry:
 
         adr     x0, msg_done
         bl      puts
-        ldr     w0, =PSCI_SYSTEM_OFF
-        hvc     #0
-11:     wfi
-        b       11b
+        b       power_off
 
 /*
  * secondary: where CPU_ON starts the other vCPUs.

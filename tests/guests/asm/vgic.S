@@ -113,10 +113,7 @@ common:
 
 done:   adr     x0, msg_done
         bl      puts
-        ldr     w0, =PSCI_SYSTEM_OFF
-        hvc     #0
-3:      wfi
-        b       3b
+        b       power_off
 
 
 
