@@ -29,11 +29,65 @@ pub struct Options {
     pub crash_test: Option<CrashTest>,
     /// `noreboot`/`poweroff`: what to do when there is nothing left to run.
     pub power_off_when_done: bool,
+    /// `dom0_mem=`: dom0's RAM in bytes (Xen syntax: `512M`, `1G`; of
+    /// Xen's `512M,max:1G` form only the first size is used).
+    pub dom0_mem: Option<u64>,
+    /// `dom0_max_vcpus=`: most vCPUs for dom0 (Xen's `N` or `min-max`:
+    /// the max is used); never more than the online physical CPUs.
+    pub dom0_max_vcpus: Option<usize>,
+    /// `console=`: where the hypervisor's log goes (`dtuart`, the default:
+    /// the device tree's stdout-path; `none`: nowhere after the banner).
+    pub console: ConsoleChoice,
+}
+
+/// The `console=` option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleChoice {
+    /// The UART of the device tree's `stdout-path` (Xen's `dtuart`).
+    DtUart,
+    /// Only errors are logged after the command line is read.
+    None,
+}
+
+/// Parses a size in bytes with an optional binary suffix (`K`, `M`, `G`,
+/// `T`, either case).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (digits, shift) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 30),
+        b't' | b'T' => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1u64 << shift)
+}
+
+/// `dom0_mem=` as Xen reads it: `<size>` or `<size>,max:<size>` (a bare
+/// number is KiB, as in Xen); zero is refused.
+pub fn parse_dom0_mem(v: &str) -> Option<u64> {
+    let first = v.split(',').next()?;
+    let first = first.strip_prefix("min:").unwrap_or(first);
+    let bytes = if first.bytes().all(|b| b.is_ascii_digit()) { first.parse::<u64>().ok()?.checked_mul(1024)? } else { parse_size(first)? };
+    (bytes > 0).then_some(bytes)
+}
+
+/// `dom0_max_vcpus=`: `N` or `min-max` (the max); zero is refused.
+pub fn parse_vcpus(v: &str) -> Option<usize> {
+    let max = v.rsplit('-').next()?;
+    max.parse::<usize>().ok().filter(|&n| n > 0)
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { log_level: LevelFilter::Info, crash_test: None, power_off_when_done: true }
+        Self {
+            log_level: LevelFilter::Info,
+            crash_test: None,
+            power_off_when_done: true,
+            dom0_mem: None,
+            dom0_max_vcpus: None,
+            console: ConsoleChoice::DtUart,
+        }
     }
 }
 
@@ -80,8 +134,24 @@ pub fn parse<'a>(args: &'a str, mut report: impl FnMut(OptionError<'a>)) -> Opti
             ("poweroff", None) => o.power_off_when_done = true,
             // Options that belong to later stages or to Xen-only features:
             // accepted silently so that Xen boot scripts work unchanged.
-            ("console" | "dtuart" | "dom0_mem" | "dom0_max_vcpus" | "bootscrub" | "guest_loglvl"
-            | "vwfi" | "sync_console" | "noreboot", _) => {}
+            ("dom0_mem", Some(v)) => match parse_dom0_mem(v) {
+                Some(m) => o.dom0_mem = Some(m),
+                None => report(OptionError::BadValue { name, value: v }),
+            },
+            ("dom0_max_vcpus", Some(v)) => match parse_vcpus(v) {
+                Some(n) => o.dom0_max_vcpus = Some(n),
+                None => report(OptionError::BadValue { name, value: v }),
+            },
+            ("console", Some(v)) => match v {
+                "dtuart" => o.console = ConsoleChoice::DtUart,
+                "none" => o.console = ConsoleChoice::None,
+                _ => report(OptionError::BadValue { name, value: v }),
+            },
+            // Options of Xen features Armature has no equivalent for (or
+            // whose behaviour is already Armature's): accepted silently so
+            // that Xen boot scripts work unchanged.
+            ("dtuart" | "bootscrub" | "guest_loglvl" | "vwfi" | "sync_console" | "noreboot" | "sched"
+            | "conswitch", _) => {}
             _ => report(OptionError::Unknown(word)),
         }
     }
@@ -115,6 +185,28 @@ mod tests {
             |e| panic!("{e:?}"),
         );
         assert_eq!(o.log_level, LevelFilter::Trace);
+        assert_eq!(o.dom0_mem, Some(512 << 20));
+        assert_eq!(o.dom0_max_vcpus, Some(4));
+        assert_eq!(o.console, ConsoleChoice::DtUart);
+    }
+
+    #[test]
+    fn dom0_options_in_xen_syntax() {
+        assert_eq!(parse_dom0_mem("1G"), Some(1 << 30));
+        assert_eq!(parse_dom0_mem("768m"), Some(768 << 20));
+        assert_eq!(parse_dom0_mem("512M,max:1G"), Some(512 << 20));
+        assert_eq!(parse_dom0_mem("131072"), Some(128 << 20), "a bare number is KiB, as in Xen");
+        assert_eq!(parse_dom0_mem("0"), None);
+        assert_eq!(parse_dom0_mem("lots"), None);
+        assert_eq!(parse_dom0_mem("99999999999T"), None, "overflow is refused");
+        assert_eq!(parse_vcpus("2"), Some(2));
+        assert_eq!(parse_vcpus("1-4"), Some(4));
+        assert_eq!(parse_vcpus("0"), None);
+        let mut errs = Vec::new();
+        let o = parse("dom0_mem=abc dom0_max_vcpus=x console=vga", |e| errs.push(e));
+        assert_eq!((o.dom0_mem, o.dom0_max_vcpus), (None, None));
+        assert_eq!(errs.len(), 3);
+        assert_eq!(parse("console=none", |e| panic!("{e:?}")).console, ConsoleChoice::None);
     }
 
     #[test]

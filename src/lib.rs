@@ -55,6 +55,7 @@ pub mod psci;
 mod testutil;
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 pub mod smp;
+pub mod timing;
 pub mod vgic;
 pub mod vpsci;
 

@@ -32,6 +32,7 @@ static mut DT_COPY: DtCopy = DtCopy([0; 256 << 10]);
 /// (AArch64: the EL number; ARMv7: the CPSR mode bits).
 #[unsafe(no_mangle)]
 pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize) -> ! {
+    let entered = arch::counter();
     let early = armature_early::info();
     let mmu_on = early.plan != 0 && early.error == 0;
     if mmu_on {
@@ -62,6 +63,10 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     info!("Load address: {load:#x} (image {img_start:#x}-{:#x}, {} KiB)", img_end - 1, (img_end - img_start) / 1024);
     info!("{}, entered at {}", privilege.text, arch::entry_level_name(entry_level));
     info!("DTB address: {dtb:#x}");
+    if mmu_on {
+        crate::timing::stamp_at(crate::timing::Stage::MmuOn, entered, arch::counter_frequency());
+    }
+    crate::timing::stamp(crate::timing::Stage::Banner);
     if early.error != 0 {
         fatal(format_args!("early MMU setup failed: {} (error {})", early_error_name(early.error), early.error));
     }
@@ -93,7 +98,10 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
             warn!("cmdline: bad value \"{value}\" for {name}= ignored")
         }
     });
-    logger::set_level(opts.log_level);
+    logger::set_level(match opts.console {
+        cmdline::ConsoleChoice::DtUart => opts.log_level,
+        cmdline::ConsoleChoice::None => log::LevelFilter::Error,
+    });
 
     let banks = match plan.memory {
         Ok(banks) => {
@@ -133,6 +141,7 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
                     ),
                 }
                 info!("Relocated: original load region {:#x}-{:#x} released", r.from, r.from + r.size - 1);
+                crate::timing::stamp(crate::timing::Stage::Relocated);
                 if r.poisoned {
                     info!("Relocated: original load region poisoned (poison-old-image build)");
                 }
@@ -207,6 +216,7 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
             }
             (Err(e), _) | (_, Err(e)) => warn!("CPUs: cannot start secondaries: {e}"),
         }
+        crate::timing::stamp(crate::timing::Stage::CpusOnline);
     }
 
     if let Some(kind) = opts.crash_test {
@@ -221,30 +231,13 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     // Dom0, from the kernel module in /chosen (Xen's binding).
     #[cfg(target_arch = "aarch64")]
     if relocated.is_some() {
-        match dt.kernel_module() {
-            Ok(Some((kernel, _args))) => {
-                let gic = plan.gic.as_ref().ok().map(|g| crate::domain::HostGic {
-                    version: g.version,
-                    gicd: g.dist,
-                    gicr: g.redist.as_slice().first().copied(),
-                    gicc: g.cpu_if,
-                    gicv: g.vcpu_if,
-                });
-                // Devices given to dom0 so far: the RTC (issue 6 passes
-                // every device the hypervisor does not own through).
-                let mut devices = [crate::domain::PassThrough { name: "", mmio: Default::default(), spi: None }; 1];
-                let mut n = 0;
-                for name in ["arm,pl031"] {
-                    if let Ok(Some((mmio, irq))) = dt.device(name) {
-                        devices[n] = crate::domain::PassThrough { name, mmio, spi: irq.map(|i| i.intid()).filter(|&i| i >= 32) };
-                        n += 1;
-                    }
-                }
-                let e = crate::domain::start_dom0(kernel, crate::domain::DOM0_MEM_DEFAULT, conduit, gic, &devices[..n]);
+        match dt.dom0_modules() {
+            Ok(Some(m)) => {
+                let e = build_dom0(&dt, &plan, &opts, m, conduit);
                 fatal(format_args!("dom0: {e}"));
             }
             Ok(None) => {}
-            Err(e) => warn!("dom0: cannot read the kernel module: {e}"),
+            Err(e) => warn!("dom0: cannot read the boot modules in /chosen: {e}"),
         }
     }
 
@@ -257,6 +250,68 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     }
     info!("halt requested: stopping");
     arch::halt();
+}
+
+/// Builds and starts dom0 from its boot modules: returns only on error.
+#[cfg(target_arch = "aarch64")]
+fn build_dom0(
+    dt: &DeviceTree<'_>,
+    plan: &crate::dt::BootPlan<'_>,
+    opts: &cmdline::Options,
+    m: crate::dt::Dom0Modules<'_>,
+    conduit: crate::dt::Conduit,
+) -> crate::domain::DomainError {
+    let gic = plan.gic.as_ref().ok().map(|g| crate::domain::HostGic {
+        version: g.version,
+        gicd: g.dist,
+        gicr: g.redist.as_slice().first().copied(),
+        gicc: g.cpu_if,
+        gicv: g.vcpu_if,
+    });
+    // Devices given to dom0 so far: the RTC (issue 6 passes every device
+    // the hypervisor does not own through).
+    let mut devices = [crate::domain::PassThrough { name: "", mmio: Default::default(), spi: None }; 8];
+    let mut n = 0;
+    devices[n] = crate::domain::PassThrough { name: "HACK virtio", mmio: crate::dt::Region { base: 0xa000000, size: 0x4000 }, spi: None };
+    n += 1;
+    devices[n] = crate::domain::PassThrough { name: "HACK pcie", mmio: crate::dt::Region { base: 0x40_1000_0000, size: 0x1000_0000 }, spi: None };
+    n += 1;
+    devices[n] = crate::domain::PassThrough { name: "HACK pciemmio", mmio: crate::dt::Region { base: 0x1000_0000, size: 0x2eff_0000 }, spi: None };
+    n += 1;
+    devices[n] = crate::domain::PassThrough { name: "HACK pcieio", mmio: crate::dt::Region { base: 0x3eff_0000, size: 0x1_0000 }, spi: None };
+    n += 1;
+    for name in ["arm,pl031", "arm,pl011", "arm,pl061", "qemu,fw-cfg-mmio"] {
+        if let Ok(Some((mmio, irq))) = dt.device(name) {
+            devices[n] = crate::domain::PassThrough { name, mmio, spi: irq.map(|i| i.intid()).filter(|&i| i >= 32) };
+            n += 1;
+        }
+    }
+    let override_dtb = dt.raw().find_node("/chosen").and_then(|c| {
+        c.children().find(|n| n.compatible().is_some_and(|c| c.all().any(|s| s == "armature,dom0-dtb")))
+    }).and_then(|n| n.reg()?.next()).map(|r| crate::dt::Region { base: r.starting_address as u64, size: r.size.unwrap_or(0) as u64 });
+    let bootargs = m.bootargs.unwrap_or("");
+    info!("dom0: command line \"{bootargs}\"");
+    let mut make_dtb = |_l: &crate::domain::Dom0Layout| -> Result<alloc::vec::Vec<u8>, alloc::string::String> {
+        match override_dtb {
+            Some(r) => {
+                // SAFETY: a boot module, claimed RAM in the direct map.
+                let b = unsafe { core::slice::from_raw_parts((relocate::DIRECTMAP_VA + r.base) as *const u8, r.size as usize) };
+                Ok(b.to_vec())
+            }
+            None => Err(alloc::string::String::from("not generated yet")),
+        }
+    };
+    let mem = opts.dom0_mem.unwrap_or(crate::domain::DOM0_MEM_DEFAULT);
+    crate::domain::start_dom0(crate::domain::Dom0Spec {
+        kernel: m.kernel,
+        ramdisk: m.ramdisk,
+        mem,
+        max_vcpus: opts.dom0_max_vcpus,
+        conduit,
+        gic,
+        devices: &devices[..n],
+        make_dtb: &mut make_dtb,
+    })
 }
 
 /// Sets the physical GIC up for delivering interrupts to guests (GICv3, or

@@ -149,9 +149,11 @@ pub enum DomainError {
     Create(CreateError),
     /// The stage-2 geometry is refused.
     Geometry(crate::mm::lpae::GeometryError),
-    /// The kernel does not fit the domain's RAM.
+    /// Dom0's device tree could not be made.
+    DeviceTree(alloc::string::String),
+    /// The kernel, ramdisk and device tree do not fit the domain's RAM.
     KernelTooLarge {
-        /// Bytes needed (text offset + image size).
+        /// Bytes needed (text offset + image size + ramdisk + 2 MiB).
         need: u64,
         /// RAM size.
         have: u64,
@@ -168,8 +170,9 @@ impl fmt::Display for DomainError {
             DomainError::Map(e) => write!(f, "stage-2 tables: {e}"),
             DomainError::Create(e) => write!(f, "stage-2 tables: {e:?}"),
             DomainError::Geometry(e) => write!(f, "stage-2 geometry: {e:?}"),
+            DomainError::DeviceTree(e) => write!(f, "its device tree: {e}"),
             DomainError::KernelTooLarge { need, have } => {
-                write!(f, "kernel needs {need:#x} bytes, the domain has {have:#x}")
+                write!(f, "kernel, ramdisk and device tree need {need:#x} bytes, the domain has {have:#x} (dom0_mem=)")
             }
         }
     }
@@ -178,25 +181,65 @@ impl fmt::Display for DomainError {
 /// The firmware's PSCI conduit, for the hardware domain's SYSTEM_OFF.
 static FIRMWARE_CONDUIT: AtomicU32 = AtomicU32::new(0);
 
-/// Builds dom0 from the kernel module `kernel` with `mem` bytes of RAM and
-/// one vCPU per online physical CPU, and runs its vCPU 0 on this CPU (the
-/// boot CPU). Returns only on error.
-pub fn start_dom0(
-    kernel: Region,
-    mem: u64,
-    conduit: Conduit,
-    gic: Option<HostGic>,
-    devices: &[PassThrough],
-) -> DomainError {
-    FIRMWARE_CONDUIT.store(if conduit == Conduit::Hvc { 2 } else { 1 }, Ordering::Relaxed);
-    let nvcpus = (crate::cpu::online_mask().trailing_ones() as usize).clamp(1, NR_CPUS);
-    match build_dom0(kernel, mem, nvcpus, gic, devices) {
-        Ok((dom, entry)) => {
+/// What dom0 is built from.
+pub struct Dom0Spec<'s> {
+    /// The kernel module (an arm64 `Image`, or a flat binary loaded at the
+    /// base of its RAM).
+    pub kernel: Region,
+    /// The initial ramdisk module, if any.
+    pub ramdisk: Option<Region>,
+    /// RAM in bytes (rounded up to 2 MiB).
+    pub mem: u64,
+    /// Most vCPUs (`dom0_max_vcpus=`); never more than the online CPUs.
+    pub max_vcpus: Option<usize>,
+    /// The firmware's PSCI conduit (for the hardware domain's SYSTEM_OFF).
+    pub conduit: Conduit,
+    /// The host GIC, for the vGIC.
+    pub gic: Option<HostGic>,
+    /// Host devices passed through.
+    pub devices: &'s [PassThrough],
+    /// Makes dom0's device tree once its RAM, vCPUs and ramdisk place are
+    /// known; an error is reported and the domain is not built.
+    pub make_dtb: &'s mut dyn FnMut(&Dom0Layout) -> Result<alloc::vec::Vec<u8>, alloc::string::String>,
+}
+
+/// Where dom0's pieces are, for its device tree.
+#[derive(Clone, Copy, Debug)]
+pub struct Dom0Layout {
+    /// Its RAM (guest physical = host physical).
+    pub ram: Region,
+    /// Number of vCPUs.
+    pub nvcpus: usize,
+    /// Where the ramdisk is in its RAM, if there is one.
+    pub initrd: Option<Region>,
+}
+
+impl Dom0Layout {
+    /// The virtual MPIDR of vCPU `n` (what its `/cpus` node's `reg` says).
+    pub fn vcpu_mpidr(n: usize) -> u64 {
+        crate::vgic::vcpu_mpidr(n) & crate::dt::MPIDR_AFFINITY_MASK
+    }
+}
+
+/// Largest device tree dom0 may get (Linux's limit on arm64: 2 MiB).
+const DTB_MAX: u64 = 2 << 20;
+
+/// Builds dom0 from `spec` with one vCPU per online physical CPU (at most
+/// `max_vcpus`), and runs its vCPU 0 on this CPU (the boot CPU). Returns
+/// only on error.
+pub fn start_dom0(spec: Dom0Spec<'_>) -> DomainError {
+    FIRMWARE_CONDUIT.store(if spec.conduit == Conduit::Hvc { 2 } else { 1 }, Ordering::Relaxed);
+    let online = (crate::cpu::online_mask().trailing_ones() as usize).clamp(1, NR_CPUS);
+    let nvcpus = spec.max_vcpus.map_or(online, |m| m.clamp(1, online));
+    match build_dom0(spec, nvcpus) {
+        Ok((dom, entry, dtb)) => {
             dom.stage2.lock().maintenance_mut().set_live();
             let dom = DOM0.call_once(|| dom);
             info!("d0: {} vCPU(s), pinned one per physical CPU; stage-2 root {}", dom.nvcpus, dom.stage2_root);
-            // vCPU 0 starts at the kernel entry, like a CPU_ON from nowhere.
-            let _ = dom.power[0].try_start(entry, 0);
+            crate::timing::stamp(crate::timing::Stage::Dom0Built);
+            // vCPU 0 starts at the kernel entry with x0 = its device tree,
+            // like a CPU_ON from nowhere.
+            let _ = dom.power[0].try_start(entry, dtb);
             match dom.power[0].take_start() {
                 Some(start) => run_here(dom, 0, start),
                 None => DomainError::NoKernel,
@@ -217,6 +260,9 @@ fn run_here(dom: &Domain, vcpu: usize, start: StartInfo) -> ! {
         flush_lrs(dom, vcpu);
     }
     info!("d0v{vcpu}: entering at {:#x} (EL1, MMU off), x0 = {:#x}", start.entry, start.context);
+    if vcpu == 0 {
+        crate::timing::stamp(crate::timing::Stage::Dom0Entered);
+    }
     guest::run_vcpu(start.entry, start.context, crate::vgic::vcpu_mpidr(vcpu))
 }
 
@@ -242,14 +288,43 @@ fn image_layout(image: &[u8]) -> (u64, u64) {
     }
 }
 
+/// Copies `bytes` to `pa` in a domain's RAM (through the direct map) and
+/// pushes them to memory: the guest starts with its MMU and caches off.
+fn copy_in(pa: u64, bytes: &[u8]) {
+    let dst = (DIRECTMAP_VA + pa) as *mut u8;
+    // SAFETY: callers pass a range inside a domain's RAM, freshly allocated
+    // for it, mapped by the direct map, and not aliased by `bytes`.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
+    crate::arch::clean_dcache_range(dst as usize, bytes.len());
+
+}
+
+/// A boot module's bytes.
+fn module(r: Region) -> &'static [u8] {
+    // SAFETY: boot modules are RAM the page allocator keeps claimed for
+    // good, mapped read/write by the direct map; nothing writes to them.
+    unsafe { core::slice::from_raw_parts((DIRECTMAP_VA + r.base) as *const u8, r.size as usize) }
+}
+
+/// Dom0's memory: the kernel at `text_offset` from the (2 MiB aligned)
+/// base, the device tree in the last 2 MiB, the ramdisk right below it.
+/// Returns (entry, DTB address, ramdisk place).
+fn place(ram: Region, text_offset: u64, image_size: u64, ramdisk: Option<u64>) -> Result<(u64, u64, Option<Region>), DomainError> {
+    let entry = ram.base + text_offset;
+    let kernel_end = entry + image_size;
+    let dtb = ram.end() - DTB_MAX;
+    let initrd = ramdisk.map(|size| Region { base: (dtb - size) & !(PAGE_SIZE - 1), size });
+    let low = initrd.map_or(dtb, |r| r.base);
+    if kernel_end > low || dtb < ram.base || initrd.is_some_and(|r| r.size > dtb - ram.base) {
+        let need = text_offset + image_size + ramdisk.unwrap_or(0) + DTB_MAX;
+        return Err(DomainError::KernelTooLarge { need, have: ram.size });
+    }
+    Ok((entry, dtb, initrd))
+}
+
 #[allow(clippy::result_large_err)]
-fn build_dom0(
-    kernel: Region,
-    mem: u64,
-    nvcpus: usize,
-    gic: Option<HostGic>,
-    devices: &[PassThrough],
-) -> Result<(Domain, u64), DomainError> {
+fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), DomainError> {
+    let Dom0Spec { kernel, ramdisk, mem, gic, devices, make_dtb, .. } = spec;
     let mem = mem.next_multiple_of(2 << 20);
     let base = {
         let mut frames = FRAMES.lock();
@@ -257,20 +332,19 @@ fn build_dom0(
         frames.alloc(mem / PAGE_SIZE, (2 << 20) / PAGE_SIZE).map_err(DomainError::Memory)?
     };
     let ram = Region { base: base.as_u64(), size: mem };
-    // SAFETY: the module is RAM the page allocator keeps claimed (a boot
-    // module), mapped by the direct map.
-    let image = unsafe { core::slice::from_raw_parts((DIRECTMAP_VA + kernel.base) as *const u8, kernel.size as usize) };
+    info!("d0: {} MiB RAM at {} (1:1)", mem >> 20, ram);
+    let image = module(kernel);
     let (text_offset, image_size) = image_layout(image);
-    if text_offset + image_size.max(kernel.size) > mem {
-        return Err(DomainError::KernelTooLarge { need: text_offset + image_size, have: mem });
+    let (entry, dtb_addr, initrd) = place(ram, text_offset, image_size.max(kernel.size), ramdisk.map(|r| r.size))?;
+    copy_in(entry, image);
+    if let (Some(src), Some(dst)) = (ramdisk, initrd) {
+        copy_in(dst.base, module(src));
     }
-    let entry = ram.base + text_offset;
-    let dst = (DIRECTMAP_VA + entry) as *mut u8;
-    // SAFETY: `dst` is inside the domain's freshly allocated RAM.
-    unsafe { core::ptr::copy_nonoverlapping(image.as_ptr(), dst, image.len()) };
-    // The guest starts with its MMU (and caches) off: its first fetches and
-    // loads read memory, so push the copy there.
-    crate::arch::clean_dcache_range(dst as usize, image.len());
+    let dtb = make_dtb(&Dom0Layout { ram, nvcpus, initrd }).map_err(DomainError::DeviceTree)?;
+    if dtb.len() as u64 > DTB_MAX {
+        return Err(DomainError::DeviceTree(alloc::format!("{} bytes, more than the 2 MiB Linux accepts", dtb.len())));
+    }
+    copy_in(dtb_addr, &dtb);
 
     let geometry = Geometry::new(1, guest::IPA_BITS, 48).map_err(DomainError::Geometry)?;
     let mut s2 = PageTable::<Stage2, _, _>::new(geometry, FrameTables, Stage2Maintenance::building())
@@ -278,12 +352,12 @@ fn build_dom0(
     let rwx = Attributes::new(MemoryType::Normal, Access::ReadWriteExecute);
     s2.map(IntermediatePhysAddr::new(ram.base), PhysAddr::new(ram.base), ram.size, rwx, MapOptions::new())
         .map_err(DomainError::Map)?;
-    info!(
-        "d0: {} MiB RAM at {} (1:1), kernel module {} copied to {entry:#x} (text_offset {text_offset:#x})",
-        mem >> 20,
-        ram,
-        kernel
-    );
+    info!("d0: kernel module {kernel} copied to {entry:#x} (text_offset {text_offset:#x}, image size {image_size:#x})");
+    match (ramdisk, initrd) {
+        (Some(src), Some(dst)) => info!("d0: ramdisk module {src} copied to {dst}"),
+        _ => info!("d0: no ramdisk"),
+    }
+    info!("d0: device tree ({} bytes) at {dtb_addr:#x}", dtb.len());
     // GICv2 delivery: the guest's CPU interface is the hardware GICV,
     // mapped where the guest's device tree puts GICC (two 4 KiB pages).
     if let Some(HostGic { gicc: Some(c), gicv: Some(v), .. }) = gic.filter(|g| g.version == GicVersion::V2)
@@ -344,7 +418,7 @@ fn build_dom0(
         unhandled: UnhandledCalls::default(),
         vgic,
     };
-    Ok((dom, entry))
+    Ok((dom, entry, dtb_addr))
 }
 
 /// A guest console line, written out at each newline.
@@ -487,7 +561,8 @@ fn smccc(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
         Action::Resume | Action::WaitForInterrupt => {}
         Action::StartVcpu { vcpu: target, entry, context } => {
             info!("d0v{vcpu}: PSCI CPU_ON vCPU{target} at {entry:#x} (context {context:#x})");
-            crate::arch::wake_all();
+            // Its physical CPU waits in WFI (vCPU n is pinned to CPU n).
+            gic::kick(target);
         }
         Action::StopVcpu => {
             info!("d0v{vcpu}: PSCI CPU_OFF");
@@ -589,6 +664,31 @@ pub fn guest_irq(_frame: &mut ExceptionFrame) {
     let vcpu = crate::cpu::this_cpu();
     let Some(dom) = DOM0.get() else { return };
     fold_lrs(dom, vcpu);
+    take_irqs(dom, vcpu);
+    flush_lrs(dom, vcpu);
+}
+
+/// Called by an idle physical CPU woken from WFI: takes what woke it (a
+/// kick, or a passed-through interrupt that goes into the vGIC as it
+/// would from a running vCPU). Nothing is lost: a kick only makes the CPU
+/// look at its work again.
+pub fn idle_irqs(cpu: usize) {
+    match DOM0.get() {
+        Some(dom) => take_irqs(dom, cpu),
+        None => loop {
+            let (id, token) = gic::ack();
+            if id >= 1020 {
+                break;
+            }
+            gic::eoi(token);
+            gic::deactivate(token);
+        },
+    }
+}
+
+/// Acknowledges and dispatches every pending physical interrupt on the
+/// physical CPU of `vcpu`.
+fn take_irqs(dom: &Domain, vcpu: usize) {
     loop {
         let (id, token) = gic::ack();
         if id >= 1020 {
@@ -616,7 +716,6 @@ pub fn guest_irq(_frame: &mut ExceptionFrame) {
             }
         }
     }
-    flush_lrs(dom, vcpu);
 }
 
 /// Emulates a trapped access to one of the domain's emulated devices (its

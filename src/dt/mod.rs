@@ -27,7 +27,7 @@ mod walk;
 
 pub use cpus::{Cpu, CpuBoot, CpuIssue, CpuSummary, Cpus, MAX_CPUS, MPIDR_AFFINITY_MASK, MPIDR_AFFINITY_MASK_32};
 pub use gic::{Gic, GicVersion, Irq, IrqKind};
-pub use plan::{BootPlan, Console, ConsoleSource, MAX_RESERVED, Reserved, ReservedRegion};
+pub use plan::{BootPlan, Console, ConsoleSource, Dom0Modules, MAX_RESERVED, Reserved, ReservedRegion};
 pub use psci::{Psci, PsciFunction, PsciIds, PsciVersion};
 pub use timer::{Timer, TimerKind};
 pub use walk::{NODE_PATH_CAP, NodePath};

@@ -62,6 +62,17 @@ impl Console<'_> {
     }
 }
 
+/// Dom0's boot modules (see [`DeviceTree::dom0_modules`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dom0Modules<'a> {
+    /// The kernel image.
+    pub kernel: Region,
+    /// The initial ramdisk, if any.
+    pub ramdisk: Option<Region>,
+    /// Dom0's command line, if any.
+    pub bootargs: Option<&'a str>,
+}
+
 /// One region of `/reserved-memory`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReservedRegion<'a> {
@@ -289,21 +300,36 @@ impl<'a> DeviceTree<'a> {
         Ok(out)
     }
 
-    /// The first `/chosen` module that is a kernel (`multiboot,kernel`), with
-    /// its command line (`bootargs` of the module node), if any.
-    pub fn kernel_module(&self) -> Result<Option<(Region, Option<&'a str>)>, DtError> {
+    /// Dom0's boot modules from `/chosen`, with the bindings Xen uses: the
+    /// first `multiboot,kernel` module, the first `multiboot,ramdisk`, and
+    /// dom0's command line: `/chosen/armature,dom0-bootargs`, else
+    /// `/chosen/xen,dom0-bootargs`, else the kernel module's `bootargs`.
+    /// `None` when there is no kernel module.
+    pub fn dom0_modules(&self) -> Result<Option<Dom0Modules<'a>>, DtError> {
         let Some(at) = self.locate("/chosen") else { return Ok(None) };
+        let mut kernel = None;
+        let mut ramdisk = None;
         for child in at.node().children() {
-            if walk::compatible_with(child, &["multiboot,kernel"]).is_none() || !walk::enabled(child) {
+            if !walk::enabled(child) {
+                continue;
+            }
+            let is_kernel = walk::compatible_with(child, &["multiboot,kernel"]).is_some();
+            let is_ramdisk = walk::compatible_with(child, &["multiboot,ramdisk"]).is_some();
+            if !(is_kernel && kernel.is_none() || is_ramdisk && ramdisk.is_none()) {
                 continue;
             }
             let Some(c) = at.child(child) else { continue };
-            if let Some(r) = c.reg_untranslated(0)? {
-                let args = child.property("bootargs").and_then(|p| walk::first_string(p.value));
-                return Ok(Some((r, args)));
+            let r = c.reg_untranslated(0)?.ok_or_else(|| c.err("reg", Problem::Missing))?;
+            if is_kernel {
+                kernel = Some((r, child.property("bootargs").and_then(|p| walk::first_string(p.value))));
+            } else {
+                ramdisk = Some(r);
             }
         }
-        Ok(None)
+        let Some((kernel, module_args)) = kernel else { return Ok(None) };
+        let chosen = |name| at.node().property(name).and_then(|p| walk::first_string(p.value));
+        let bootargs = chosen("armature,dom0-bootargs").or_else(|| chosen("xen,dom0-bootargs")).or(module_args);
+        Ok(Some(Dom0Modules { kernel, ramdisk, bootargs }))
     }
 
     /// `/memreserve/` entries and the enabled `/reserved-memory` children

@@ -158,6 +158,26 @@ fn boot_modules_from_chosen() {
     assert!(DeviceTree::new(GICV3).unwrap().boot_modules().unwrap().as_slice().is_empty());
 }
 
+/// Dom0's modules and command line with Xen's binding: kernel, ramdisk,
+/// `xen,dom0-bootargs` overriding the module's own `bootargs`, and the
+/// hypervisor's options from `xen,xen-bootargs`.
+#[test]
+fn dom0_modules_with_the_xen_binding() {
+    let dt = DeviceTree::new(include_bytes!("../../tests/fixtures/dtb/qemu-virt-gicv3-xen-boot.dtb")).unwrap();
+    let m = dt.dom0_modules().unwrap().expect("a kernel module");
+    assert_eq!(m.kernel, Region { base: 0x4a00_0000, size: 0x1f6_da00 });
+    assert_eq!(m.ramdisk, Some(Region { base: 0x4c00_0000, size: 0x12345 }));
+    assert_eq!(m.bootargs, Some("console=ttyAMA0 rdinit=/init"));
+    assert_eq!(dt.bootargs(), Some("dom0_mem=512M loglvl=debug"));
+
+    // Without xen,dom0-bootargs the kernel module's own bootargs are used;
+    // without either, there are none.
+    let dt = DeviceTree::new(include_bytes!("../../tests/fixtures/dtb/qemu-virt-gicv3-xen-modules.dtb")).unwrap();
+    let m = dt.dom0_modules().unwrap().expect("a kernel module");
+    assert_eq!((m.bootargs, m.ramdisk.map(|r| r.base)), (None, Some(0x4c00_0000)));
+    assert_eq!(DeviceTree::new(GICV3).unwrap().dom0_modules().unwrap(), None);
+}
+
 /// libfdt editors leave FDT_NOP tokens (`fdt_nop_property` overwrites a
 /// property with them; QEMU does this to a `-dtb` it patches): such a tree is
 /// refused as it is, parsed once copied without them, and the copy says the
