@@ -24,6 +24,7 @@
 //! - [`vgic`]: the virtual GIC model: per-domain interrupt state, emulated
 //!   GICv2/GICv3 distributor and redistributors, list-register selection (pure logic).
 //! - [`vpsci`]: guest-facing SMCCC and PSCI 1.1, and the vCPU power states.
+//! - [`vpl011`]: the emulated PL011 UART for dom0's console (pure logic).
 //! - [`mmio`]: decoding a guest's trapped MMIO access and dispatching it to an
 //!   emulated device.
 
@@ -57,6 +58,7 @@ mod testutil;
 pub mod smp;
 pub mod timing;
 pub mod vgic;
+pub mod vpl011;
 pub mod vpsci;
 
 /// The Armature version, from Cargo.toml.

@@ -5,8 +5,16 @@
 //! `/chosen/stdout-path`. Output is serialised by a lock held for a whole
 //! line, so lines from different CPUs never mix. The crash path bypasses the
 //! lock ([`emergency`]) so that a CPU that died holding it can still report.
+//!
+//! Input: [`try_getc`] reads the console UART without waiting and without
+//! the lock; [`input`] decides whether a key is for the hypervisor or for
+//! dom0; [`line`](mod@line) turns a guest's output into log lines.
 
+pub mod input;
+pub mod line;
 pub mod pl011;
+
+pub use line::{LineBuf, Printable};
 
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -79,6 +87,16 @@ pub fn emergency() -> Console {
             Console { uart: (base != 0).then(|| unsafe { Pl011::new(base) }) }
         }
     }
+}
+
+/// A byte typed on the console, if one is waiting. Takes no lock, so it
+/// may be called from an interrupt handler (one CPU at a time: bytes are
+/// popped from the UART's FIFO).
+pub fn try_getc() -> Option<u8> {
+    let base = EMERGENCY_BASE.load(Ordering::Relaxed);
+    // SAFETY: EMERGENCY_BASE is 0 or the base of a UART `set_uart` was
+    // given, which is a valid PL011.
+    (base != 0).then(|| unsafe { Pl011::new(base) }).and_then(|uart| uart.get())
 }
 
 /// The base address of the console UART, readable without the lock.

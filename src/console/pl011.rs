@@ -1,12 +1,22 @@
-//! Arm PrimeCell UART (PL011) driver: polled transmit and receive.
+//! Arm PrimeCell UART (PL011) driver: polled transmit, polled or
+//! interrupt-driven receive.
 //!
 //! The firmware (or QEMU) has already programmed the baud rate; the console
-//! only needs to send bytes, so this driver never reprograms the line.
+//! only needs to send and receive bytes, so this driver never reprograms
+//! the line.
+//!
+//! **Receive interrupt.** [`Pl011::enable_rx_interrupt`] unmasks the
+//! receive and receive-timeout interrupts (`UARTIMSC.RXIM | RTIM`): the
+//! UART's SPI (QEMU `virt`: SPI 1, INTID 33, level) then fires when input
+//! waits. Routing that SPI to a CPU and enabling it in the GIC is the
+//! interrupt code's job. Its handler reads with [`Pl011::get`] until it
+//! returns `None` — draining the FIFO is what clears both interrupts — and
+//! then calls [`Pl011::clear_rx_interrupt`] for the error bits.
 
-use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_bitfields;
-use tock_registers::registers::{ReadOnly, ReadWrite};
 use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 
 register_bitfields! [u32,
     /// Flag register.
@@ -17,6 +27,21 @@ register_bitfields! [u32,
         RXFE OFFSET(4) NUMBITS(1) [],
         /// UART busy transmitting.
         BUSY OFFSET(3) NUMBITS(1) []
+    ],
+    /// Interrupt bits (IMSC, RIS, MIS, ICR).
+    INT [
+        /// Overrun error.
+        OE OFFSET(10) NUMBITS(1) [],
+        /// Break error.
+        BE OFFSET(9) NUMBITS(1) [],
+        /// Parity error.
+        PE OFFSET(8) NUMBITS(1) [],
+        /// Framing error.
+        FE OFFSET(7) NUMBITS(1) [],
+        /// Receive timeout.
+        RT OFFSET(6) NUMBITS(1) [],
+        /// Receive.
+        RX OFFSET(4) NUMBITS(1) []
     ]
 ];
 
@@ -26,7 +51,12 @@ register_structs! {
         (0x00 => dr: ReadWrite<u32>),
         (0x04 => _reserved0),
         (0x18 => fr: ReadOnly<u32, FR::Register>),
-        (0x1c => @END),
+        (0x1c => _reserved1),
+        (0x38 => imsc: ReadWrite<u32, INT::Register>),
+        (0x3c => _ris),
+        (0x40 => mis: ReadOnly<u32, INT::Register>),
+        (0x44 => icr: WriteOnly<u32, INT::Register>),
+        (0x48 => @END),
     }
 }
 
@@ -65,7 +95,7 @@ impl Pl011 {
         regs.dr.set(byte as u32);
     }
 
-    /// Returns a received byte, if one is waiting.
+    /// Returns a received byte, if one is waiting (never waits).
     pub fn get(&self) -> Option<u8> {
         let regs = self.regs();
         if regs.fr.is_set(FR::RXFE) {
@@ -75,10 +105,86 @@ impl Pl011 {
         }
     }
 
+    /// Unmasks the receive and receive-timeout interrupts, clearing any
+    /// stale ones first.
+    pub fn enable_rx_interrupt(&self) {
+        let regs = self.regs();
+        regs.icr.write(INT::RX::SET + INT::RT::SET);
+        regs.imsc.modify(INT::RX::SET + INT::RT::SET);
+    }
+
+    /// Masks the receive and receive-timeout interrupts.
+    pub fn disable_rx_interrupt(&self) {
+        self.regs().imsc.modify(INT::RX::CLEAR + INT::RT::CLEAR);
+    }
+
+    /// True if an unmasked receive or receive-timeout interrupt is pending.
+    pub fn rx_interrupt_pending(&self) -> bool {
+        self.regs().mis.matches_any(&[INT::RX::SET, INT::RT::SET])
+    }
+
+    /// Clears the receive interrupts and the receive errors (overrun,
+    /// break, parity, framing), after the FIFO has been drained.
+    pub fn clear_rx_interrupt(&self) {
+        self.regs().icr.write(INT::RX::SET + INT::RT::SET + INT::OE::SET + INT::BE::SET + INT::PE::SET + INT::FE::SET);
+    }
+
     /// Waits until every queued byte has left the UART.
     pub fn flush(&self) {
         while self.regs().fr.is_set(FR::BUSY) {
             core::hint::spin_loop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+    /// A register block in ordinary memory (atomics, so that the test may
+    /// change registers behind the driver's pointer).
+    fn fake() -> (std::boxed::Box<[AtomicU32; 0x12]>, Pl011) {
+        let regs = std::boxed::Box::new([const { AtomicU32::new(0) }; 0x12]);
+        // SAFETY: the block is a live, aligned 0x48-byte allocation with
+        // interior mutability, and it outlives every use of the `Pl011` (the
+        // box is returned with it and dropped after it).
+        let uart = unsafe { Pl011::new(regs.as_ptr() as usize) };
+        (regs, uart)
+    }
+
+    fn set(regs: &[AtomicU32; 0x12], offset: usize, value: u32) {
+        regs[offset / 4].store(value, Relaxed);
+    }
+
+    fn get(regs: &[AtomicU32; 0x12], offset: usize) -> u32 {
+        regs[offset / 4].load(Relaxed)
+    }
+
+    #[test]
+    fn receive_polls_the_flag_register() {
+        let (regs, uart) = fake();
+        set(&regs, 0x18, 1 << 4); // RXFE
+        assert_eq!(uart.get(), None);
+        set(&regs, 0x18, 0);
+        set(&regs, 0x00, 0x100 | u32::from(b'k')); // a framing error flag above the byte
+        assert_eq!(uart.get(), Some(b'k'));
+    }
+
+    #[test]
+    fn rx_interrupt_enable_mask_and_clear() {
+        let (regs, uart) = fake();
+        set(&regs, 0x38, 1 << 5); // TXIM already set: kept
+        uart.enable_rx_interrupt();
+        assert_eq!(get(&regs, 0x38), (1 << 5) | (1 << 4) | (1 << 6));
+        assert_eq!(get(&regs, 0x44), (1 << 4) | (1 << 6), "stale RX/RT cleared first");
+        set(&regs, 0x40, 1 << 5);
+        assert!(!uart.rx_interrupt_pending(), "TX only");
+        set(&regs, 0x40, 1 << 6);
+        assert!(uart.rx_interrupt_pending());
+        uart.clear_rx_interrupt();
+        assert_eq!(get(&regs, 0x44), 0x7d0, "RX, RT and the four errors");
+        uart.disable_rx_interrupt();
+        assert_eq!(get(&regs, 0x38), 1 << 5);
     }
 }
