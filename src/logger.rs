@@ -66,6 +66,7 @@ impl Log for ConsoleLogger {
         }
         let (ticks, freq) = now();
         crate::console::with(|c| {
+            c.end_guest_line();
             let _ = write_line(c, ticks, freq, record.level(), record.args());
             let _ = c.write_str("\n");
         });

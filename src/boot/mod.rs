@@ -280,7 +280,7 @@ fn build_dom0(
     n += 1;
     devices[n] = crate::domain::PassThrough { name: "HACK pcieio", mmio: crate::dt::Region { base: 0x3eff_0000, size: 0x1_0000 }, spi: None };
     n += 1;
-    for name in ["arm,pl031", "arm,pl011", "arm,pl061", "qemu,fw-cfg-mmio"] {
+    for name in ["arm,pl031", "arm,pl061", "qemu,fw-cfg-mmio"] {
         if let Ok(Some((mmio, irq))) = dt.device(name) {
             devices[n] = crate::domain::PassThrough { name, mmio, spi: irq.map(|i| i.intid()).filter(|&i| i >= 32) };
             n += 1;
@@ -310,6 +310,10 @@ fn build_dom0(
         conduit,
         gic,
         devices: &devices[..n],
+        uart: plan.console.as_ref().ok().filter(|c| c.is_pl011()).map(|c| {
+            let spi = dt.device("arm,pl011").ok().flatten().and_then(|(r, irq)| (r.base == c.region.base).then_some(irq)?).map(|i| i.intid());
+            (c.region, spi)
+        }),
         make_dtb: &mut make_dtb,
     })
 }

@@ -24,6 +24,9 @@ use pl011::Pl011;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Console {
     uart: Option<Pl011>,
+    /// A guest's output stopped mid-line: the next hypervisor line starts
+    /// on a new line, so the two never mix within a line.
+    guest_mid_line: bool,
 }
 
 impl Console {
@@ -36,6 +39,23 @@ impl Console {
                 }
                 uart.put(b);
             }
+        }
+    }
+
+    /// Writes a guest's console output as it comes, unchanged (so prompts
+    /// and echo show at once; the guest sends its own carriage returns),
+    /// remembering whether it stopped mid-line.
+    pub fn write_guest(&mut self, bytes: &[u8]) {
+        if let (Some(uart), Some(&last)) = (self.uart, bytes.last()) {
+            bytes.iter().for_each(|&b| uart.put(b));
+            self.guest_mid_line = last != b'\n';
+        }
+    }
+
+    /// Ends a guest's unfinished line before a line of the hypervisor's.
+    pub fn end_guest_line(&mut self) {
+        if core::mem::take(&mut self.guest_mid_line) {
+            self.write_bytes(b"\n");
         }
     }
 
@@ -52,7 +72,7 @@ impl fmt::Write for Console {
     }
 }
 
-static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console { uart: None });
+static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console { uart: None, guest_mid_line: false });
 
 /// Directs the console to `uart`.
 pub fn set_uart(uart: Pl011) {
@@ -84,7 +104,7 @@ pub fn emergency() -> Console {
             let base = EMERGENCY_BASE.load(Ordering::Relaxed);
             // SAFETY: EMERGENCY_BASE only ever holds the base of a UART that
             // `set_uart` was given, which is a valid PL011.
-            Console { uart: (base != 0).then(|| unsafe { Pl011::new(base) }) }
+            Console { uart: (base != 0).then(|| unsafe { Pl011::new(base) }), guest_mid_line: false }
         }
     }
 }

@@ -29,6 +29,9 @@ use crate::gic;
 use crate::vgic::{Frame as VgicFrame, GICR_STRIDE, HwAction, Lr, MAX_LRS, Vgic, VgicConfig, Virq};
 use crate::vpsci::{Action, PsciDomain, SmcccCall, StartInfo, UnhandledCalls, VcpuPower};
 use core::sync::atomic::{AtomicU32, Ordering};
+use crate::console::input::{DebugKey, Event, Focus, InputSwitch};
+use crate::mmio::MmioDevice;
+use crate::vpl011::Vpl011;
 use log::{info, warn};
 use tables::FrameTables;
 
@@ -62,7 +65,28 @@ pub struct Domain {
     /// Its virtual GIC (emulated distributor and redistributors), if the
     /// host GIC could be described.
     pub vgic: Option<DomainVgic>,
+    /// Its console UART (emulated), if it has one.
+    pub uart: Option<DomainUart>,
 }
+
+/// A domain's emulated PL011 (dom0: at the host UART's address, which the
+/// hypervisor keeps for its log), with the SPI it raises.
+pub struct DomainUart {
+    /// Where the guest sees it (one 4 KiB page).
+    pub region: Region,
+    /// Its SPI (level-triggered, not linked to a physical interrupt).
+    pub spi: Option<u32>,
+    /// The model; output goes to the hypervisor's console.
+    pub dev: Vpl011<fn(u8)>,
+}
+
+/// Dom0's console output, written as it comes (see [`crate::console`]).
+fn dom0_tx(byte: u8) {
+    crate::console::with(|c| c.write_guest(&[byte]));
+}
+
+/// Who gets what is typed on the console (Ctrl-A three times switches).
+static INPUT: spin::Mutex<InputSwitch> = spin::Mutex::new(InputSwitch::new());
 
 /// A domain's virtual GIC and where the guest sees it (dom0: at the host
 /// GIC's addresses).
@@ -198,6 +222,9 @@ pub struct Dom0Spec<'s> {
     pub gic: Option<HostGic>,
     /// Host devices passed through.
     pub devices: &'s [PassThrough],
+    /// The host UART (its MMIO and SPI) dom0 gets an emulated PL011 at;
+    /// the hypervisor keeps the real one (and its receive interrupt).
+    pub uart: Option<(Region, Option<u32>)>,
     /// Makes dom0's device tree once its RAM, vCPUs and ramdisk place are
     /// known; an error is reported and the domain is not built.
     pub make_dtb: &'s mut dyn FnMut(&Dom0Layout) -> Result<alloc::vec::Vec<u8>, alloc::string::String>,
@@ -236,6 +263,7 @@ pub fn start_dom0(spec: Dom0Spec<'_>) -> DomainError {
             dom.stage2.lock().maintenance_mut().set_live();
             let dom = DOM0.call_once(|| dom);
             info!("d0: {} vCPU(s), pinned one per physical CPU; stage-2 root {}", dom.nvcpus, dom.stage2_root);
+            start_console_input(dom);
             crate::timing::stamp(crate::timing::Stage::Dom0Built);
             // vCPU 0 starts at the kernel entry with x0 = its device tree,
             // like a CPU_ON from nowhere.
@@ -324,7 +352,7 @@ fn place(ram: Region, text_offset: u64, image_size: u64, ramdisk: Option<u64>) -
 
 #[allow(clippy::result_large_err)]
 fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), DomainError> {
-    let Dom0Spec { kernel, ramdisk, mem, gic, devices, make_dtb, .. } = spec;
+    let Dom0Spec { kernel, ramdisk, mem, gic, devices, make_dtb, uart, .. } = spec;
     let mem = mem.next_multiple_of(2 << 20);
     let base = {
         let mut frames = FRAMES.lock();
@@ -407,6 +435,14 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
         let nr_lrs = if gic::version() == Some(g.version) { gic::nr_lrs().min(MAX_LRS) } else { 0 };
         Some(DomainVgic { model, gicd: g.gicd, gicr, nr_lrs })
     });
+    let uart = uart.map(|(r, spi)| {
+        let region = Region { base: r.base & !(PAGE_SIZE - 1), size: crate::vpl011::SIZE };
+        info!(
+            "d0: console: emulated PL011 at {region}{}, input with Ctrl-A x3",
+            spi.map_or(alloc::string::String::new(), |s| alloc::format!(", SPI {s}"))
+        );
+        DomainUart { region, spi, dev: Vpl011::new(dom0_tx as fn(u8)) }
+    });
     let dom = Domain {
         id: 0,
         vmid: 1,
@@ -417,6 +453,7 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
         power: [const { VcpuPower::new() }; NR_CPUS],
         unhandled: UnhandledCalls::default(),
         vgic,
+        uart,
     };
     Ok((dom, entry, dtb_addr))
 }
@@ -699,6 +736,11 @@ fn take_irqs(dom: &Domain, vcpu: usize) {
                 let _ = v.model.raise(Virq::Private { vcpu, intid: id });
             }
             gic::eoi(token); // priority drop; the guest deactivates it
+        } else if dom.uart.as_ref().is_some_and(|u| u.spi == Some(id)) {
+            // The hypervisor's own UART: what was typed.
+            console_input(dom, vcpu);
+            gic::eoi(token);
+            gic::deactivate(token);
         } else if id >= 32 {
             // A passed-through device's SPI: to whichever vCPU the guest
             // routed it (the model decides; kick it if it is elsewhere).
@@ -724,8 +766,12 @@ fn take_irqs(dom: &Domain, vcpu: usize) {
 /// the device refuses is logged; refused ones complete as read-as-zero /
 /// write-ignored, undecodable ones get an abort.
 fn emulate_mmio(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize, ipa: IntermediatePhysAddr) -> bool {
-    let Some(v) = dom.vgic.as_ref() else { return false };
     let ipa = ipa.as_u64();
+    if let Some(u) = dom.uart.as_ref().filter(|u| u.region.base <= ipa && ipa < u.region.end()) {
+        emulate_uart(dom, u, frame, vcpu);
+        return true;
+    }
+    let Some(v) = dom.vgic.as_ref() else { return false };
     let (region, what) = if v.gicd.base <= ipa && ipa < v.gicd.end() {
         (v.gicd, VgicFrame::Distributor)
     } else if let Some(r) = v.gicr.filter(|r| r.base <= ipa && ipa < r.end()) {
@@ -758,6 +804,123 @@ fn emulate_mmio(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize, ipa: Inte
     }
     frame.elr += u64::from(acc.insn_len);
     true
+}
+
+/// A trapped access to the domain's emulated UART.
+fn emulate_uart(dom: &Domain, u: &DomainUart, frame: &mut ExceptionFrame, vcpu: usize) {
+    let acc = match mmio::decode(frame.esr, frame.far, guest::hpfar()) {
+        Ok(a) => a,
+        Err(e) => {
+            warn!("d0v{vcpu}: UART access at PC {:#x} cannot be emulated: {e}; abort injected", frame.elr);
+            guest::inject_data_abort(frame, frame.far);
+            return;
+        }
+    };
+    let offset = acc.ipa.as_u64() - u.region.base;
+    let result = if acc.write {
+        u.dev.write(vcpu, offset, acc.size, acc.write_data(&frame.x))
+    } else {
+        u.dev.read(vcpu, offset, acc.size).map(|v| acc.complete_load(&mut frame.x, v))
+    };
+    match result {
+        Ok(()) => frame.elr += u64::from(acc.insn_len),
+        Err(e) => {
+            warn!("d0v{vcpu}: vPL011 {acc} (offset {offset:#x}): {e}; abort injected");
+            guest::inject_data_abort(frame, frame.far);
+            injected(vcpu, frame);
+        }
+    }
+    uart_irq(dom, u, vcpu);
+}
+
+/// Forwards a change of the emulated UART's interrupt output to the vGIC.
+fn uart_irq(dom: &Domain, u: &DomainUart, me: usize) {
+    let (Some(v), Some(spi)) = (dom.vgic.as_ref(), u.spi) else { return };
+    if let Some(Ok(out)) = u.dev.sync_irq(|level| v.model.set_level(Virq::Spi(spi), level)) {
+        apply(out, me);
+    }
+}
+
+/// Gives dom0 the console's input, and has the hypervisor's UART raise an
+/// interrupt when something is typed.
+fn start_console_input(dom: &Domain) {
+    let (Some(u), Some(uart)) = (dom.uart.as_ref(), crate::console::current_uart()) else { return };
+    let Some(spi) = u.spi else {
+        warn!("d0: the console UART has no interrupt: no console input");
+        return;
+    };
+    uart.enable_rx_interrupt();
+    gic::enable_spi(spi, 0);
+    INPUT.lock().set_focus(Focus::Dom0);
+    info!("{}", Focus::Dom0.switch_message());
+}
+
+/// What was typed: to dom0's UART, or to the hypervisor's debug keys.
+fn console_input(dom: &Domain, me: usize) {
+    let Some(u) = dom.uart.as_ref() else { return };
+    while let Some(b) = crate::console::try_getc() {
+        let event = INPUT.lock().feed(b);
+        match event {
+            Event::Held => {}
+            Event::Switched(focus) => info!("{}", focus.switch_message()),
+            Event::Dom0(bytes) => {
+                for &b in bytes.as_slice() {
+                    u.dev.push_rx(b);
+                }
+            }
+            Event::Hypervisor(bytes) => bytes.as_slice().iter().for_each(|&b| debug_key(dom, b)),
+        }
+    }
+    if let Some(uart) = crate::console::current_uart() {
+        uart.clear_rx_interrupt();
+    }
+    uart_irq(dom, u, me);
+}
+
+/// A key typed while the hypervisor has the console's input.
+fn debug_key(dom: &Domain, byte: u8) {
+    match DebugKey::from_byte(byte) {
+        Ok(Some(DebugKey::Help)) | Err(_) => {
+            if let Err(b) = DebugKey::from_byte(byte) {
+                info!("'{}' ({b:#04x}) is not a debug key", crate::console::Printable(&[b]));
+            }
+            for line in DebugKey::help() {
+                info!("{line}");
+            }
+        }
+        Ok(Some(DebugKey::DumpVcpus)) => {
+            for (n, p) in dom.power[..dom.nvcpus].iter().enumerate() {
+                info!("d0v{n}: on physical CPU {n}, {:?}", p.state());
+            }
+        }
+        Ok(Some(DebugKey::DumpDomains)) => {
+            info!("d{}: VMID {}, {} MiB RAM at {}, {} vCPU(s), stage-2 root {}", dom.id, dom.vmid, dom.ram.size >> 20, dom.ram, dom.nvcpus, dom.stage2_root);
+        }
+        Ok(Some(DebugKey::DumpInterrupts)) => match dom.vgic.as_ref() {
+            Some(v) => {
+                info!("d0: vGIC, {} list registers per CPU; enabled interrupts:", v.nr_lrs);
+                let private = (0..dom.nvcpus).flat_map(|vcpu| (0..32).map(move |intid| Virq::Private { vcpu, intid }));
+                for irq in private.chain((32..VGIC_LINES).map(Virq::Spi)) {
+                    if let Some(s) = v.model.snapshot(irq).ok().filter(|s| s.enabled) {
+                        info!(
+                            "  {irq:?}: prio {:#04x}{}{}{}{}",
+                            s.priority,
+                            if s.pending { " pending" } else { "" },
+                            if s.active { " active" } else { "" },
+                            s.hw.map_or(alloc::string::String::new(), |p| alloc::format!(" hw {p}")),
+                            s.listed_on.map_or(alloc::string::String::new(), |c| alloc::format!(" in LRs of vCPU{c}")),
+                        );
+                    }
+                }
+            }
+            None => info!("d0: no vGIC"),
+        },
+        Ok(Some(DebugKey::Reboot)) => {
+            info!("debug key 'R': resetting the machine");
+            firmware(fid::SYSTEM_RESET);
+        }
+        Ok(None) => {}
+    }
 }
 
 fn firmware(f: u32) {
