@@ -3,7 +3,7 @@
 //! traps. The guest checks behaviours itself and prints PASS/FAIL lines
 //! through the console hypercall; the hypervisor logs what it did. Memory
 //! layout on 1 GiB (the page allocator hands out from the top): Armature at
-//! 0x7fe00000, its 2 MiB heap at 0x7fc00000, dom0's 128 MiB right below.
+//! 0x7fe00000, its 2 MiB heap at 0x7fc00000, dom0's 512 MiB right below.
 
 mod common;
 
@@ -32,7 +32,7 @@ fn basic(test: &str, gic: u8, smp: u32) {
     let qemu = dom0(test, "basic", gic, smp);
     let expect = Expect::new()
         .markers([
-            "d0: 128 MiB RAM at 0x000077c00000-0x00007fbfffff (1:1)",
+            "d0: 512 MiB RAM at 0x00005fc00000-0x00007fbfffff (1:1)",
             "kernel module 0x00004a000000-",
             "d0v0: entering at 0x",
             "d0v0: basic guest: hello from EL1",
@@ -40,8 +40,8 @@ fn basic(test: &str, gic: u8, smp: u32) {
             "d0v0: read of IPA 0x1000 (VA 0x1000) at PC 0x",
             "abort injected",
             "d0v0: PASS abort: the read of IPA 0x1000 came back as a data abort",
-            // 128 MiB above the domain's base (0x77c00000 on 1 GiB): the
-            // hypervisor's heap, which the page allocator put right above.
+            // Right above the domain's RAM (0x5fc00000 + 512 MiB on 1 GiB):
+            // the hypervisor's heap, which the page allocator put there.
             "d0v0: read of IPA 0x7fc00000",
             "d0v0: PASS isolation: the hypervisor's memory above the domain is not mapped",
             "d0v0: basic guest: done, powering off",

@@ -35,8 +35,8 @@ use crate::vpl011::Vpl011;
 use log::{info, warn};
 use tables::FrameTables;
 
-/// Dom0's RAM when no `dom0_mem=` is given.
-pub const DOM0_MEM_DEFAULT: u64 = 128 << 20;
+/// Dom0's RAM when no `dom0_mem=` is given (Xen on Arm's default too).
+pub const DOM0_MEM_DEFAULT: u64 = 512 << 20;
 /// SMCCC vendor-specific hypervisor call: write the byte in x1 to the
 /// domain's console (used by the test guests; dom0 Linux gets a UART).
 pub const HVC_CONSOLE_PUTC: u32 = 0x8600_0100;
@@ -703,6 +703,16 @@ pub fn guest_irq(_frame: &mut ExceptionFrame) {
     fold_lrs(dom, vcpu);
     take_irqs(dom, vcpu);
     flush_lrs(dom, vcpu);
+}
+
+/// A physical SError taken while a vCPU ran: an asynchronous external
+/// abort the guest caused (a write to a device that failed later, say). The
+/// guest gets a virtual SError, as the hardware would have given it without
+/// the hypervisor; the hypervisor carries on.
+pub fn guest_serror(frame: &mut ExceptionFrame) {
+    let vcpu = crate::cpu::this_cpu();
+    warn!("d0v{vcpu}: SError (ESR {:#x}) while the guest ran (PC {:#x}): virtual SError injected", frame.esr, frame.elr);
+    guest::inject_serror();
 }
 
 /// Called by an idle physical CPU woken from WFI: takes what woke it (a

@@ -76,13 +76,15 @@ const REG_NAMES: [&str; 32] = [
 const DIGITS: usize = 16;
 
 /// Called by the vectors with the saved frame and the vector number (0-15).
-/// Returns only after handling a synchronous trap from a guest (the stub
-/// then resumes the guest from `frame`); everything else is a crash.
+/// Returns after handling a synchronous trap, an interrupt or an SError
+/// from a guest (the stub then resumes the guest from `frame`); anything
+/// taken at EL2 itself is a crash.
 #[unsafe(no_mangle)]
 extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u64) {
     match vector {
         8 => return crate::domain::guest_sync(frame),
         9 => return crate::domain::guest_irq(frame),
+        11 => return crate::domain::guest_serror(frame),
         _ => {}
     }
     crash(frame, vector)

@@ -138,6 +138,12 @@ pub fn inject_instruction_abort(frame: &mut ExceptionFrame, far: u64) {
     inject_sync(frame, (0x21 << 26) | (1 << 25) | 0x10, far);
 }
 
+/// Makes the guest take a virtual SError (HCR_EL2.VSE) as soon as it
+/// unmasks asynchronous aborts; the hardware clears VSE when it is taken.
+pub fn inject_serror() {
+    HCR_EL2.modify(HCR_EL2::VSE::SET);
+}
+
 /// Makes the guest take an undefined-instruction exception.
 pub fn inject_undefined(frame: &mut ExceptionFrame) {
     inject_sync(frame, 1 << 25, 0);

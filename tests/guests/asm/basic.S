@@ -5,17 +5,21 @@
  *   - PSCI_VERSION over HVC answers 1.1;
  *   - a read of guest-physical 0x1000 (nothing there) comes back as a data
  *     abort injected into the guest (EC 0x25), and the guest goes on;
- *   - a read right above its 128 MiB of RAM also aborts: with the page
- *     allocator handing out memory from the top, that is the hypervisor's
- *     own memory (its heap): stage 2 isolates the guest from it;
+ *   - a read right above its RAM also aborts: with the page allocator
+ *     handing out memory from the top, that is the hypervisor's own memory
+ *     (its heap): stage 2 isolates the guest from it. The end of its RAM is
+ *     found from x0 at entry: Armature puts the device tree in the last
+ *     2 MiB of a domain's RAM;
  * then asks for PSCI SYSTEM_OFF. Every check prints PASS or FAIL.
  *
- * Registers: x20 counts data aborts taken; x9 is puts' cursor.
+ * Registers: x19 holds x0 at entry (the DTB); x20 counts data aborts
+ * taken; x9 is puts' cursor.
  */
         .equ    PSCI_VERSION,    0x84000000
 
         .text
 entry:
+        mov     x19, x0
         adr     x0, vectors
         msr     vbar_el1, x0
         isb
@@ -41,10 +45,11 @@ entry:
         csel    x0, x0, x1, eq
         bl      puts
 
-        /* Right above our 128 MiB: the hypervisor's memory, must abort too. */
+        /* Right above our RAM (DTB + 2 MiB): the hypervisor's memory, must
+           abort too. */
         mov     x20, #0
-        adr     x1, _start
-        mov     x2, #0x08000000
+        mov     x1, x19
+        mov     x2, #0x00200000
         add     x1, x1, x2
         ldr     x2, [x1]
         cmp     x20, #1
