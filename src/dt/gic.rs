@@ -86,7 +86,7 @@ impl Irq {
     }
 
     /// Decodes one specifier (at least three cells).
-    fn decode(cells: &[u8]) -> Result<Irq, Problem> {
+    pub(crate) fn decode(cells: &[u8]) -> Result<Irq, Problem> {
         let (kind, max) = match be32(cells, 0) {
             0 => (IrqKind::Spi, 987),
             1 => (IrqKind::Ppi, 15),
@@ -232,11 +232,11 @@ impl<'a> DeviceTree<'a> {
     }
 }
 
-fn phandle_prop(v: &[u8]) -> Option<u32> {
+pub(crate) fn phandle_prop(v: &[u8]) -> Option<u32> {
     (v.len() == 4).then(|| be32(v, 0))
 }
 
-fn phandle_of(node: fdt::node::FdtNode<'_, '_>) -> Option<u32> {
+pub(crate) fn phandle_of(node: fdt::node::FdtNode<'_, '_>) -> Option<u32> {
     node.property("phandle").or_else(|| node.property("linux,phandle")).and_then(|p| phandle_prop(p.value))
 }
 

@@ -12,6 +12,8 @@
 //! up the machine into one [`BootPlan`]: CPUs and how to start each one
 //! ([`cpus`]), PSCI ([`psci`]), the GIC ([`gic`]), the generic timer
 //! ([`timer`]), the console, memory banks and reserved memory ([`plan`]).
+//! [`dom0`] builds the device tree dom0 boots with from the host's, and the
+//! list of devices passed through to it.
 //! Submodules, each with its own doc:
 //! - `walk`: finding nodes (by path or a depth-first walk) with their
 //!   ancestors, `reg` translation, cell and string readers.
@@ -19,6 +21,7 @@
 use core::fmt;
 
 pub mod cpus;
+pub mod dom0;
 pub mod gic;
 pub mod plan;
 pub mod psci;
@@ -26,6 +29,7 @@ pub mod timer;
 mod walk;
 
 pub use cpus::{Cpu, CpuBoot, CpuIssue, CpuSummary, Cpus, MAX_CPUS, MPIDR_AFFINITY_MASK, MPIDR_AFFINITY_MASK_32};
+pub use dom0::{Dom0Dt, Dom0DtError, Dom0Gic, PassThroughMmio, PassThroughPlan, PassThroughUart};
 pub use gic::{Gic, GicVersion, Irq, IrqKind};
 pub use plan::{BootPlan, Console, ConsoleSource, Dom0Modules, MAX_RESERVED, Reserved, ReservedRegion};
 pub use psci::{Psci, PsciFunction, PsciIds, PsciVersion};
@@ -753,6 +757,8 @@ pub fn parent_path(path: &str) -> &str {
     }
 }
 
+#[cfg(test)]
+mod dom0_tests;
 #[cfg(test)]
 mod plan_tests;
 #[cfg(test)]

@@ -218,8 +218,10 @@ impl<'b, 'a> Located<'b, 'a> {
         Ok(i)
     }
 
-    /// Translates a child address of this node's parent up to the root.
-    fn translate(&self, mut addr: u64, size: u64) -> Result<u64, DtError> {
+    /// Translates an address in this node's parent's address space (a
+    /// `reg` address, or the parent side of this node's own `ranges`) up to
+    /// the root.
+    pub fn translate(&self, mut addr: u64, size: u64) -> Result<u64, DtError> {
         let anc = self.ancestors();
         // anc[i] is a bus whose children's addresses map into anc[i - 1]'s.
         for i in (1..anc.len()).rev() {
