@@ -230,10 +230,11 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
 
     // Dom0, from the kernel module in /chosen (Xen's binding).
     #[cfg(target_arch = "aarch64")]
-    if relocated.is_some() {
+    if let Some(r) = relocated {
         match dt.dom0_modules() {
             Ok(Some(m)) => {
-                let e = build_dom0(&dt, &plan, &opts, m, conduit);
+                let image = crate::dt::Region { base: r.to, size: r.size };
+                let e = build_dom0(&dt, &plan, &opts, m, conduit, image);
                 fatal(format_args!("dom0: {e}"));
             }
             Ok(None) => {}
@@ -253,6 +254,9 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
 }
 
 /// Builds and starts dom0 from its boot modules: returns only on error.
+/// Dom0 gets every host device but the GIC's hypervisor frames, the
+/// hypervisor's memory and its console UART (emulated for dom0 at the same
+/// address), and a device tree generated from the host's.
 #[cfg(target_arch = "aarch64")]
 fn build_dom0(
     dt: &DeviceTree<'_>,
@@ -260,60 +264,73 @@ fn build_dom0(
     opts: &cmdline::Options,
     m: crate::dt::Dom0Modules<'_>,
     conduit: crate::dt::Conduit,
+    image: crate::dt::Region,
 ) -> crate::domain::DomainError {
-    let gic = plan.gic.as_ref().ok().map(|g| crate::domain::HostGic {
-        version: g.version,
-        gicd: g.dist,
-        gicr: g.redist.as_slice().first().copied(),
-        gicc: g.cpu_if,
-        gicv: g.vcpu_if,
-    });
-    // Devices given to dom0 so far: the RTC (issue 6 passes every device
-    // the hypervisor does not own through).
-    let mut devices = [crate::domain::PassThrough { name: "", mmio: Default::default(), spi: None }; 8];
-    let mut n = 0;
-    devices[n] = crate::domain::PassThrough { name: "HACK virtio", mmio: crate::dt::Region { base: 0xa000000, size: 0x4000 }, spi: None };
-    n += 1;
-    devices[n] = crate::domain::PassThrough { name: "HACK pcie", mmio: crate::dt::Region { base: 0x40_1000_0000, size: 0x1000_0000 }, spi: None };
-    n += 1;
-    devices[n] = crate::domain::PassThrough { name: "HACK pciemmio", mmio: crate::dt::Region { base: 0x1000_0000, size: 0x2eff_0000 }, spi: None };
-    n += 1;
-    devices[n] = crate::domain::PassThrough { name: "HACK pcieio", mmio: crate::dt::Region { base: 0x3eff_0000, size: 0x1_0000 }, spi: None };
-    n += 1;
-    for name in ["arm,pl031", "arm,pl061", "qemu,fw-cfg-mmio"] {
-        if let Ok(Some((mmio, irq))) = dt.device(name) {
-            devices[n] = crate::domain::PassThrough { name, mmio, spi: irq.map(|i| i.intid()).filter(|&i| i >= 32) };
-            n += 1;
+    use crate::domain::DomainError;
+    use alloc::string::ToString;
+    let host_gic = match plan.gic.as_ref() {
+        Ok(g) => g,
+        Err(e) => return DomainError::Dt(e.clone()),
+    };
+    let gic = crate::domain::HostGic {
+        version: host_gic.version,
+        gicd: host_gic.dist,
+        gicr: host_gic.redist.as_slice().first().copied(),
+        gicc: host_gic.cpu_if,
+        gicv: host_gic.vcpu_if,
+    };
+    let dom0_gic = match crate::dt::Dom0Gic::from_host(host_gic) {
+        Ok(g) => g,
+        Err(e) => return DomainError::DeviceTree(e.to_string()),
+    };
+    let hypervisor = [image];
+    let pass = match dt.dom0_pass_through(&hypervisor) {
+        Ok(p) => p,
+        Err(e) => return DomainError::DeviceTree(alloc::format!("its devices: {e}")),
+    };
+    // The console UART is emulated; any other UART is passed through.
+    let console = plan.console.as_ref().ok().filter(|c| c.is_pl011());
+    let mut extra = alloc::vec::Vec::new();
+    let mut spis = pass.spis.clone();
+    let mut uart = None;
+    for u in &pass.uarts {
+        if console.is_some_and(|c| u.regions.first().is_some_and(|r| r.base == c.region.base)) {
+            uart = console.map(|c| (c.region, u.spis.first().copied()));
+        } else {
+            extra.extend(u.regions.iter().copied());
+            spis.extend(u.spis.iter().copied());
         }
     }
-    let override_dtb = dt.raw().find_node("/chosen").and_then(|c| {
-        c.children().find(|n| n.compatible().is_some_and(|c| c.all().any(|s| s == "armature,dom0-dtb")))
-    }).and_then(|n| n.reg()?.next()).map(|r| crate::dt::Region { base: r.starting_address as u64, size: r.size.unwrap_or(0) as u64 });
+    extra.extend(pass.reserved_memory.iter().map(|r| r.region));
+    spis.sort_unstable();
+    spis.dedup();
+    let exclude: alloc::vec::Vec<_> = uart.iter().map(|(r, _)| *r).collect();
+    let pages = pass.pages(&extra, &exclude);
     let bootargs = m.bootargs.unwrap_or("");
     info!("dom0: command line \"{bootargs}\"");
-    let mut make_dtb = |_l: &crate::domain::Dom0Layout| -> Result<alloc::vec::Vec<u8>, alloc::string::String> {
-        match override_dtb {
-            Some(r) => {
-                // SAFETY: a boot module, claimed RAM in the direct map.
-                let b = unsafe { core::slice::from_raw_parts((relocate::DIRECTMAP_VA + r.base) as *const u8, r.size as usize) };
-                Ok(b.to_vec())
-            }
-            None => Err(alloc::string::String::from("not generated yet")),
-        }
+    let stdout_path = console.map(|c| c.node.as_str().to_string());
+    let mut make_dtb = |l: &crate::domain::Dom0Layout| -> Result<alloc::vec::Vec<u8>, alloc::string::String> {
+        let mpidrs: alloc::vec::Vec<u64> = (0..l.nvcpus).map(crate::domain::Dom0Layout::vcpu_mpidr).collect();
+        let cfg = crate::dt::Dom0Dt {
+            memory: &[l.ram],
+            vcpu_mpidrs: &mpidrs,
+            bootargs: m.bootargs,
+            initrd: l.initrd,
+            stdout_path: stdout_path.as_deref(),
+            gic: dom0_gic,
+            hypervisor: &hypervisor,
+        };
+        dt.dom0_device_tree(&cfg).map_err(|e| e.to_string())
     };
-    let mem = opts.dom0_mem.unwrap_or(crate::domain::DOM0_MEM_DEFAULT);
     crate::domain::start_dom0(crate::domain::Dom0Spec {
         kernel: m.kernel,
         ramdisk: m.ramdisk,
-        mem,
+        mem: opts.dom0_mem.unwrap_or(crate::domain::DOM0_MEM_DEFAULT),
         max_vcpus: opts.dom0_max_vcpus,
         conduit,
-        gic,
-        devices: &devices[..n],
-        uart: plan.console.as_ref().ok().filter(|c| c.is_pl011()).map(|c| {
-            let spi = dt.device("arm,pl011").ok().flatten().and_then(|(r, irq)| (r.base == c.region.base).then_some(irq)?).map(|i| i.intid());
-            (c.region, spi)
-        }),
+        gic: Some(gic),
+        devices: crate::domain::PassThrough { pages: &pages, spis: &spis },
+        uart,
         make_dtb: &mut make_dtb,
     })
 }

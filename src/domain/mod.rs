@@ -118,17 +118,15 @@ pub struct HostGic {
     pub gicv: Option<Region>,
 }
 
-/// A host device given to dom0: its MMIO mapped 1:1 in stage 2, its SPI
-/// (if any) routed to the physical CPU of vCPU 0 and linked to the same
-/// virtual SPI (the guest deactivates it through the list register).
-#[derive(Clone, Copy, Debug)]
-pub struct PassThrough {
-    /// Its compatible string, for the log.
-    pub name: &'static str,
-    /// Its MMIO region.
-    pub mmio: Region,
-    /// Its SPI's INTID.
-    pub spi: Option<u32>,
+/// Host devices given to dom0: their MMIO pages mapped 1:1 in stage 2,
+/// their SPIs routed to the physical CPU of vCPU 0 and each linked to the
+/// same virtual SPI (the guest deactivates it through the list register).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PassThrough<'s> {
+    /// MMIO spans, whole pages, not overlapping.
+    pub pages: &'s [Region],
+    /// Their SPIs' INTIDs.
+    pub spis: &'s [u32],
 }
 
 /// Interrupt lines of dom0's vGIC: QEMU virt's 256 SPIs + 32. (Later: the
@@ -221,7 +219,7 @@ pub struct Dom0Spec<'s> {
     /// The host GIC, for the vGIC.
     pub gic: Option<HostGic>,
     /// Host devices passed through.
-    pub devices: &'s [PassThrough],
+    pub devices: PassThrough<'s>,
     /// The host UART (its MMIO and SPI) dom0 gets an emulated PL011 at;
     /// the hypervisor keeps the real one (and its receive interrupt).
     pub uart: Option<(Region, Option<u32>)>,
@@ -374,7 +372,7 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
     }
     copy_in(dtb_addr, &dtb);
 
-    let geometry = Geometry::new(1, guest::IPA_BITS, 48).map_err(DomainError::Geometry)?;
+    let geometry = Geometry::new(1, guest::ipa_bits(), 48).map_err(DomainError::Geometry)?;
     let mut s2 = PageTable::<Stage2, _, _>::new(geometry, FrameTables, Stage2Maintenance::building())
         .map_err(DomainError::Create)?;
     let rwx = Attributes::new(MemoryType::Normal, Access::ReadWriteExecute);
@@ -397,12 +395,23 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
         info!("d0: GICV {v} mapped at the guest's GICC {:#x}", c.base);
     }
     let dev = Attributes::new(MemoryType::Device, Access::ReadWrite);
-    for d in devices {
-        let base = d.mmio.base & !(PAGE_SIZE - 1);
-        let size = (d.mmio.end() - base).next_multiple_of(PAGE_SIZE);
-        s2.map(IntermediatePhysAddr::new(base), PhysAddr::new(base), size, dev, MapOptions::new())
+    let ipa_end = 1u64 << guest::ipa_bits();
+    let mut skipped = 0;
+    for p in devices.pages {
+        if p.end() > ipa_end {
+            warn!("d0: MMIO {p} is beyond the {}-bit guest physical space: not passed through", guest::ipa_bits());
+            skipped += 1;
+            continue;
+        }
+        s2.map(IntermediatePhysAddr::new(p.base), PhysAddr::new(p.base), p.size, dev, MapOptions::new())
             .map_err(DomainError::Map)?;
+        log::debug!("d0: MMIO {p} passed through");
     }
+    info!(
+        "d0: {} MMIO span(s), {} KiB in all, passed through (1:1, Device memory)",
+        devices.pages.len() - skipped,
+        devices.pages.iter().filter(|p| p.end() <= ipa_end).map(|p| p.size).sum::<u64>() >> 10
+    );
     let stage2_root = s2.root();
     let vgic = gic.and_then(|g| {
         let model = Vgic::new(VgicConfig::new(g.version, nvcpus, VGIC_LINES))
@@ -421,16 +430,17 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
                  (kick: SGI {})",
                 gic::KICK_SGI
             );
-            for d in devices {
-                match d.spi {
-                    Some(spi) => {
-                        let _ = model.link_hw(Virq::Spi(spi), Some(spi));
+            let mut linked = 0;
+            for &spi in devices.spis {
+                match model.link_hw(Virq::Spi(spi), Some(spi)) {
+                    Ok(()) => {
                         gic::enable_spi(spi, 0);
-                        info!("d0: {} at {} passed through, SPI {spi} linked to the physical SPI {spi} (CPU 0)", d.name, d.mmio);
+                        linked += 1;
                     }
-                    None => info!("d0: {} at {} passed through (no interrupt)", d.name, d.mmio),
+                    Err(e) => warn!("d0: SPI {spi} not passed through: {e}"),
                 }
             }
+            info!("d0: {linked} SPI(s) passed through, each linked to the same physical SPI (routed to CPU 0): {:?}", devices.spis);
         }
         let nr_lrs = if gic::version() == Some(g.version) { gic::nr_lrs().min(MAX_LRS) } else { 0 };
         Some(DomainVgic { model, gicd: g.gicd, gicr, nr_lrs })

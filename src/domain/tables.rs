@@ -30,4 +30,17 @@ unsafe impl TableAllocator for FrameTables {
             let _ = f.free(table, 1);
         }
     }
+
+    /// A concatenated stage-2 root (a 40-bit IPA: two level-1 pages),
+    /// aligned to its size as VTTBR_EL2 requires.
+    fn alloc_root(&mut self, pages: usize) -> Option<PhysAddr> {
+        let pages = pages as u64;
+        FRAMES.lock().as_mut()?.alloc(pages, pages).ok()
+    }
+
+    fn free_root(&mut self, root: PhysAddr, pages: usize) {
+        if let Some(f) = FRAMES.lock().as_mut() {
+            let _ = f.free(root, pages as u64);
+        }
+    }
 }

@@ -294,6 +294,44 @@ pub struct PassThroughPlan {
     pub reserved_memory: Vec<PassThroughMmio>,
 }
 
+impl PassThroughPlan {
+    /// The MMIO regions (and `extra`) as whole 4 KiB pages, sorted, with
+    /// overlapping and adjacent spans merged: what stage 2 maps (a page
+    /// is mapped once however many devices share it). `exclude` pages
+    /// (an emulated device's) are cut out.
+    pub fn pages(&self, extra: &[Region], exclude: &[Region]) -> Vec<Region> {
+        const PAGE: u64 = 0x1000;
+        let mut spans: Vec<(u64, u64)> = self
+            .mmio
+            .iter()
+            .map(|m| m.region)
+            .chain(extra.iter().copied())
+            .filter(|r| r.size > 0)
+            .map(|r| (r.base & !(PAGE - 1), r.base.saturating_add(r.size).saturating_add(PAGE - 1) & !(PAGE - 1)))
+            .collect();
+        spans.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (start, end) in spans {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        for x in exclude {
+            let (xs, xe) = (x.base & !(PAGE - 1), x.base.saturating_add(x.size).saturating_add(PAGE - 1) & !(PAGE - 1));
+            merged = merged
+                .into_iter()
+                .flat_map(|(s, e)| {
+                    let before = (s < xs.min(e)).then_some((s, xs.min(e)));
+                    let after = (e > xe.max(s)).then_some((xe.max(s), e));
+                    before.into_iter().chain(after)
+                })
+                .collect();
+        }
+        merged.into_iter().map(|(base, end)| Region { base, size: end - base }).collect()
+    }
+}
+
 /// How a host node is treated.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {

@@ -841,3 +841,32 @@ fn long_property_names_survive() {
     assert_eq!(node(&d, path).names(), node(&host, path).names());
     assert!(!d.iter().any(|n| n.props.iter().any(|p| p.0.starts_with('?'))), "no placeholder left");
 }
+
+/// Stage 2 maps pages: the 32 virtio-mmio transports (0x200 each) make one
+/// 4-page span, neighbours merge, and an emulated device's page is cut out.
+#[test]
+fn pass_through_pages_merge_and_exclude() {
+    let r = |base, size| Region { base, size };
+    let m = |base, size| PassThroughMmio { node: alloc::string::String::from("n"), region: r(base, size) };
+    let plan = PassThroughPlan {
+        mmio: (0..32).map(|i| m(0xa00_0000 + 0x200 * i, 0x200)).chain([m(0x902_0000, 0x18), m(0x903_0000, 0x1000)]).collect(),
+        spis: alloc::vec![],
+        uarts: alloc::vec![],
+        reserved_memory: alloc::vec![],
+    };
+    assert_eq!(
+        plan.pages(&[r(0x900_0000, 0x1000), r(0x901_0000, 0x1000), r(0x903_1000, 0x10)], &[]),
+        [
+            r(0x900_0000, 0x1000),
+            r(0x901_0000, 0x1000),
+            r(0x902_0000, 0x1000), // fw-cfg: 0x18 bytes, one page
+            r(0x903_0000, 0x2000), // pl061 + an adjacent page: merged
+            r(0xa00_0000, 0x4000), // 32 x 0x200: one span
+        ]
+    );
+    // The emulated UART page is cut out of a span that covers it.
+    let pages = plan.pages(&[r(0x900_0000, 0x4000)], &[r(0x900_0000, 0x1000)]);
+    assert_eq!(pages[0], r(0x900_1000, 0x3000));
+    assert!(pages.iter().all(|p| p.base % 0x1000 == 0 && p.size % 0x1000 == 0));
+    assert!(!pages.iter().any(|p| p.base <= 0x900_0000 && 0x900_0000 < p.end()));
+}

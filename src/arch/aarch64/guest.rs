@@ -15,8 +15,12 @@ use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 use core::arch::asm;
 
-/// Guest physical (IPA) bits: 39, walked from level 1 (VTCR_EL2.SL0 = 1).
-pub const IPA_BITS: u8 = 39;
+/// Guest physical (IPA) bits: as many as the CPU's physical addresses, at
+/// most 40 (QEMU virt's high PCIe window ends at 1 TiB), walked from level 1
+/// (VTCR_EL2.SL0 = 1): a 40-bit IPA concatenates two level-1 tables.
+pub fn ipa_bits() -> u8 {
+    super::pa_bits().clamp(32, 40) as u8
+}
 
 /// Maintenance of a domain's stage-2 tables (live once a vCPU has run on
 /// them, i.e. its VMID is in VTTBR_EL2).
@@ -46,7 +50,7 @@ impl TlbInvalidate for Stage2Tlb {
     }
 }
 
-/// Loads a domain's stage-2 tables: VTCR_EL2 (39-bit IPA, 4 KiB granule,
+/// Loads a domain's stage-2 tables: VTCR_EL2 ([`ipa_bits`], 4 KiB granule,
 /// inner-shareable write-back walks) and VTTBR_EL2 (VMID and root).
 pub fn load_stage2(root: PhysAddr, vmid: u16) {
     let ps = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange).min(5);
@@ -57,7 +61,7 @@ pub fn load_stage2(root: PhysAddr, vmid: u16) {
             + VTCR_EL2::ORGN0::NormalWBRAWA
             + VTCR_EL2::IRGN0::NormalWBRAWA
             + VTCR_EL2::SL0::Granule4KBLevel1
-            + VTCR_EL2::T0SZ.val(64 - IPA_BITS as u64)
+            + VTCR_EL2::T0SZ.val(64 - u64::from(ipa_bits()))
             + VTCR_EL2::RES1::SET,
     );
     VTTBR_EL2.write(VTTBR_EL2::VMID.val(vmid as u64) + VTTBR_EL2::BADDR.val(root.as_u64() >> 1));
