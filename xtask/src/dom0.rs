@@ -63,8 +63,9 @@ pub fn xen_args(cpus: u32) -> String {
 
 /// Lines that mean the boot went wrong: Armature's and Xen's crash reports,
 /// a Linux panic or oops, the U-Boot script failing.
-pub const FAILURE_MARKERS: [&str; 7] = [
+pub const FAILURE_MARKERS: [&str; 8] = [
     "----[ Armature",
+    "hardware domain crashed",
     "PANIC",
     "FATAL",
     "Kernel panic",
@@ -229,7 +230,13 @@ pub fn bare(qemu: Qemu, kernel: &Path, initrd: &Path, args: &str) -> Qemu {
 /// A whole dom0 run: the userspace marker, the report, the done marker,
 /// and QEMU exiting with 0 after dom0's power-off.
 pub fn expect(timeout: Duration) -> Expect {
+    expect_after(&[], timeout)
+}
+
+/// [`expect`] with `earlier` lines (the firmware's and the hypervisor's) first.
+pub fn expect_after(earlier: &[&str], timeout: Duration) -> Expect {
     Expect::new()
+        .markers(earlier.iter().copied())
         .markers([USERSPACE_MARKER, "dom0: cpus ", "--- interrupts ---", DONE_MARKER])
         .failure_markers(FAILURE_MARKERS)
         .clean_exit(true)

@@ -48,6 +48,7 @@ echo "--- dmesg: psci, gic, arch_timer ---"
 dmesg | grep -iE 'psci|gic|arch_timer'
 echo "--- end ---"
 echo "--- virtio ---"
+echo "virtio-mmio transports: $(ls /sys/bus/platform/devices | grep -c virtio_mmio)"
 for d in /sys/bus/virtio/devices/*; do
     [ -e "$d" ] || continue
     echo "$(basename "$d") device $(cat "$d/device") vendor $(cat "$d/vendor") driver $(basename "$(readlink "$d/driver" 2>/dev/null)" 2>/dev/null)"

@@ -325,9 +325,12 @@ fn run_dom0(o: &Options) -> Result<ExitCode> {
     eprintln!("\n[xtask] QEMU {}; console log in {}", outcome.summary(), log.display());
     let problems = dom0::Report::parse(&outcome.log).problems(qemu.cpus());
     for p in &problems {
-        eprintln!("[xtask] dom0 report: {p}");
+        eprintln!("[xtask] FAILED: dom0's report: {p}");
     }
-    exit_code(&outcome)
+    match exit_code(&outcome)? {
+        code if problems.is_empty() => Ok(code),
+        _ => Ok(ExitCode::FAILURE),
+    }
 }
 
 /// Runs QEMU in the foreground with the terminal as its console.
