@@ -22,8 +22,9 @@ use xtask::uboot::{Environment, IMAGE_FILE};
 use xtask::{Arch, Qemu, paths};
 
 /// Time limit of one boot: Linux under TCG takes 5-10 s alone, but tests
-/// run side by side on small machines.
-const TIMEOUT: Duration = Duration::from_secs(150);
+/// run side by side on small machines. A boot whose console stays silent
+/// for `dom0::IDLE_TIMEOUT` (30 s) ends earlier.
+const TIMEOUT: Duration = Duration::from_secs(120);
 /// vCPUs (one per physical CPU) and RAM.
 const CPUS: u32 = 4;
 const MEMORY: &str = "2G";

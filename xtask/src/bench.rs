@@ -291,6 +291,7 @@ pub fn failure_reason(o: &Outcome) -> String {
         Ending::Failed(m) => format!("failure marker {m:?}"),
         Ending::TimedOut if reached => format!("reached userspace but did not power off within {:.0} s", o.elapsed.as_secs_f64()),
         Ending::TimedOut => format!("no {USERSPACE_MARKER} within {:.0} s", o.elapsed.as_secs_f64()),
+        Ending::Idle => format!("console silent, no {USERSPACE_MARKER} after {:.0} s", o.elapsed.as_secs_f64()),
         Ending::Exited | Ending::Stopped if reached => {
             format!("reached userspace, then QEMU {}", o.summary())
         }

@@ -74,6 +74,11 @@ pub const FAILURE_MARKERS: [&str; 8] = [
     "SCRIPT FAILED",
 ];
 
+/// A dom0 run whose console is silent this long has hung: Linux under TCG
+/// prints something every few seconds at most (the longest pauses, up to
+/// 5 s, are Xen's `vwfi=trap` wake-ups on a loaded host).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The hypervisor under dom0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hypervisor {
@@ -241,6 +246,7 @@ pub fn expect_after(earlier: &[&str], timeout: Duration) -> Expect {
         .failure_markers(FAILURE_MARKERS)
         .clean_exit(true)
         .timeout(timeout)
+        .idle_timeout(IDLE_TIMEOUT)
 }
 
 /// What dom0's `/init` reported, read from the console log.
