@@ -4,9 +4,10 @@
 //! `booti` (AArch64 Image) or `bootz` (ARMv7 zImage), passing QEMU's device
 //! tree, or a device tree of its own from the disk ([`BootScript::dtb_file`]).
 //!
-//! The pieces: [`BootScript`] renders the script (command line and, later,
-//! `/chosen/module@…` nodes for domain images, the Xen-compatible
-//! multiboot protocol); [`prepare`] makes `boot.scr` with `mkimage`, the disk
+//! The pieces: [`BootScript`] renders the script (the hypervisor's command
+//! line, dom0's in `xen,dom0-bootargs`, and `/chosen/module@…` nodes for
+//! domain images: the Xen-compatible multiboot protocol, so the same script
+//! boots Xen, see [`crate::dom0`]); [`prepare`] makes `boot.scr` with `mkimage`, the disk
 //! with [`crate::disk`], and optionally a flash image holding a U-Boot
 //! environment with `bootdelay=0` and `boot_targets=virtio0`, which skips the
 //! 2 s countdown and the other boot targets. [`UbootBoot::apply`] runs
