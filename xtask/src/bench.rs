@@ -263,7 +263,12 @@ pub fn run(opts: &Options, inputs: &Inputs, progress: &mut dyn FnMut(&str)) -> R
                 }
                 _ => {
                     let why = failure_reason(&outcome);
-                    progress(&format!("{} run {round}/{}: FAILED: {why} ({})", r.stack.name(), opts.runs, log.display()));
+                    progress(&format!(
+                        "{} run {round}/{}: FAILED: {why} ({})",
+                        r.stack.name(),
+                        opts.runs,
+                        log.display()
+                    ));
                     r.failure = Some(why);
                 }
             }
@@ -284,12 +289,20 @@ pub fn failure_reason(o: &Outcome) -> String {
         .lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty())
-        .map(|l| if l.chars().count() > 90 { format!("{}…", l.chars().take(90).collect::<String>()) } else { l.to_string() })
+        .map(|l| {
+            if l.chars().count() > 90 {
+                format!("{}…", l.chars().take(90).collect::<String>())
+            } else {
+                l.to_string()
+            }
+        })
         .unwrap_or_else(|| "(no console output)".into());
     let reached = o.time_to(USERSPACE_MARKER).is_some();
     let how = match &o.ending {
         Ending::Failed(m) => format!("failure marker {m:?}"),
-        Ending::TimedOut if reached => format!("reached userspace but did not power off within {:.0} s", o.elapsed.as_secs_f64()),
+        Ending::TimedOut if reached => {
+            format!("reached userspace but did not power off within {:.0} s", o.elapsed.as_secs_f64())
+        }
         Ending::TimedOut => format!("no {USERSPACE_MARKER} within {:.0} s", o.elapsed.as_secs_f64()),
         Ending::Idle => format!("console silent, no {USERSPACE_MARKER} after {:.0} s", o.elapsed.as_secs_f64()),
         Ending::Exited | Ending::Stopped if reached => {
@@ -341,7 +354,10 @@ pub fn facts(opts: &Options, inputs: &Inputs) -> Facts {
     };
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mut versions = vec![

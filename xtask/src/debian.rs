@@ -122,11 +122,7 @@ fn is_xen_image(name: &str) -> bool {
 }
 
 fn require_file(path: &Path, p: &Fetched) -> Result<()> {
-    if path.is_file() {
-        Ok(())
-    } else {
-        Err(Error::new(format!("{} has no {}", p.describe(), path.display())))
-    }
+    if path.is_file() { Ok(()) } else { Err(Error::new(format!("{} has no {}", p.describe(), path.display()))) }
 }
 
 /// The first `vmlinuz-*` in `root/boot`.
@@ -156,7 +152,9 @@ fn fetch_resolved(
 ) -> Result<Fetched> {
     let resolved = resolve().and_then(|name| {
         let version = candidate(&name)?.ok_or_else(|| {
-            Error::new(format!("apt has no candidate for {name}:{ARCH} (after apt-get update); see `apt-cache policy {name}:{ARCH}`"))
+            Error::new(format!(
+                "apt has no candidate for {name}:{ARCH} (after apt-get update); see `apt-cache policy {name}:{ARCH}`"
+            ))
         })?;
         Ok((name, version))
     });
@@ -312,7 +310,9 @@ fn kernel_package() -> Result<String> {
         None => {
             apt_update()?;
             query()?.ok_or_else(|| {
-                Error::new(format!("apt-cache depends {KERNEL_META}:{ARCH} names no kernel package (after apt-get update)"))
+                Error::new(format!(
+                    "apt-cache depends {KERNEL_META}:{ARCH} names no kernel package (after apt-get update)"
+                ))
             })
         }
     }
@@ -363,12 +363,12 @@ fn apt_cache(args: &[&str]) -> Result<Option<String>> {
 fn ensure_arch() -> Result<()> {
     static DONE: OnceLock<Result<()>> = OnceLock::new();
     DONE.get_or_init(|| {
-        let native = run_checked(&mut tool("dpkg", "dpkg")?.arg("--print-architecture"), "dpkg --print-architecture")?;
+        let native = run_checked(tool("dpkg", "dpkg")?.arg("--print-architecture"), "dpkg --print-architecture")?;
         if String::from_utf8_lossy(&native.stdout).trim() == ARCH {
             return Ok(());
         }
         let foreign = run_checked(
-            &mut tool("dpkg", "dpkg")?.arg("--print-foreign-architectures"),
+            tool("dpkg", "dpkg")?.arg("--print-foreign-architectures"),
             "dpkg --print-foreign-architectures",
         )?;
         if String::from_utf8_lossy(&foreign.stdout).lines().any(|a| a.trim() == ARCH) {
@@ -460,9 +460,11 @@ mod tests {
     #[test]
     fn newest_cached_copy_is_found() {
         let dir = paths::scratch_dir("debian-cache-unit-test").unwrap();
-        for (n, v, complete) in
-            [("linux-image-6.1.0-9-arm64-unsigned", "6.1.27-1", true), ("linux-image-6.1.0-50-arm64-unsigned", "6.1.176-1", true), ("linux-image-6.1.0-51-arm64-unsigned", "6.1.180-1", false)]
-        {
+        for (n, v, complete) in [
+            ("linux-image-6.1.0-9-arm64-unsigned", "6.1.27-1", true),
+            ("linux-image-6.1.0-50-arm64-unsigned", "6.1.176-1", true),
+            ("linux-image-6.1.0-51-arm64-unsigned", "6.1.180-1", false),
+        ] {
             let d = dir.join(dir_name(n, v));
             std::fs::create_dir_all(&d).unwrap();
             if complete {

@@ -199,7 +199,8 @@ pub fn parse(mut bytes: &[u8]) -> Result<Vec<Entry>> {
             let s = std::str::from_utf8(&bytes[6 + 8 * i..14 + 8 * i]).map_err(|_| bad("non-ASCII field"))?;
             u32::from_str_radix(s, 16).map_err(|_| bad("bad hex field"))
         };
-        let (mode, size, rmaj, rmin, namesize) = (field(1)?, field(6)? as usize, field(9)?, field(10)?, field(11)? as usize);
+        let (mode, size, rmaj, rmin, namesize) =
+            (field(1)?, field(6)? as usize, field(9)?, field(10)?, field(11)? as usize);
         let name_end = 110 + namesize;
         let data_start = name_end.next_multiple_of(4);
         let data_end = data_start + size;
@@ -290,7 +291,15 @@ mod tests {
         assert_eq!(init.mode, S_IFREG | 0o755);
         let text = std::str::from_utf8(&init.data).unwrap();
         assert!(text.starts_with("#!/bin/sh\n"));
-        for needed in [USERSPACE_MARKER, DONE_MARKER, SHELL_WORD, "poweroff -f", "grep -c ^processor", "/sys/devices/system/cpu/online", "/proc/interrupts"] {
+        for needed in [
+            USERSPACE_MARKER,
+            DONE_MARKER,
+            SHELL_WORD,
+            "poweroff -f",
+            "grep -c ^processor",
+            "/sys/devices/system/cpu/online",
+            "/proc/interrupts",
+        ] {
             assert!(text.contains(needed), "/init lacks {needed:?}");
         }
     }
@@ -316,8 +325,14 @@ mod tests {
         let lines: Vec<&str> = listing.lines().collect();
         assert_eq!(lines.len(), 5, "{listing}");
         assert!(lines[0].starts_with("drwxr-xr-x") && lines[0].ends_with(" bin"), "{listing}");
-        assert!(lines[1].starts_with("-rwxr-xr-x") && lines[1].contains(" 13 ") && lines[1].ends_with(" bin/hello"), "{listing}");
+        assert!(
+            lines[1].starts_with("-rwxr-xr-x") && lines[1].contains(" 13 ") && lines[1].ends_with(" bin/hello"),
+            "{listing}"
+        );
         assert!(lines[2].starts_with("lrwxrwxrwx") && lines[2].ends_with(" bin/sh -> hello"), "{listing}");
-        assert!(lines[3].starts_with("crw-------") && lines[3].contains("5,") && lines[3].ends_with(" dev/console"), "{listing}");
+        assert!(
+            lines[3].starts_with("crw-------") && lines[3].contains("5,") && lines[3].ends_with(" dev/console"),
+            "{listing}"
+        );
     }
 }

@@ -311,7 +311,11 @@ impl Outcome {
             reasons.push(format!("timed out after {:.0} s", self.expect.timeout.as_secs_f64()));
         }
         if let (Ending::Idle, Some(idle)) = (&self.ending, self.expect.idle_timeout) {
-            reasons.push(format!("no console output for {:.0} s (after {:.0} s)", idle.as_secs_f64(), self.elapsed.as_secs_f64()));
+            reasons.push(format!(
+                "no console output for {:.0} s (after {:.0} s)",
+                idle.as_secs_f64(),
+                self.elapsed.as_secs_f64()
+            ));
         }
         if self.expect.clean_exit {
             match (&self.ending, self.status) {
