@@ -24,16 +24,28 @@
 //! - [`firmware`]: the spin-table test firmware (`tests/firmware/spintable/`,
 //!   EL3, `secure=on`): building it, its device tree and QEMU configuration,
 //!   so Armature's spin-table CPU bring-up runs on QEMU;
+//! - [`debian`]: fetching Debian's arm64 Linux, busybox and Xen into the
+//!   download cache ([`paths::cache_dir`]);
+//! - [`initramfs`]: the dom0 initramfs (a `newc` cpio written here: busybox
+//!   and an `/init` that reports what Linux found);
+//! - [`dom0`]: Linux as dom0 of Armature or Xen, through U-Boot or QEMU's
+//!   loader, with Xen's `/chosen` bindings; reading dom0's report back;
+//! - [`bench`]: `cargo xtask bench`, boot times of bare Linux, Xen and
+//!   Armature with the same dom0, written to `docs/performance.md`;
 //! - [`paths`]: where everything lives, build locks, and atomic file output;
 //! - [`process`]: finding the host tools and running them.
 
+pub mod bench;
 pub mod build;
+pub mod debian;
 pub mod disk;
+pub mod dom0;
 pub mod early_check;
 pub mod fdt;
-pub mod guest;
 pub mod firmware;
+pub mod guest;
 pub mod image;
+pub mod initramfs;
 pub mod paths;
 pub mod payload;
 pub mod process;

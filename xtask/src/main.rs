@@ -2,11 +2,14 @@
 //!
 //! A thin command line over the `xtask` library; see `cargo xtask help`.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+use xtask::bench::{self, Icount, Stack};
 use xtask::build::{self, CargoOutput};
-use xtask::runner::{Ending, Expect, RunOptions};
+use xtask::dom0::{self, Dom0, Hypervisor};
+use xtask::runner::{Ending, Expect, Outcome, RunOptions};
 use xtask::shim::ShimBoot;
 use xtask::toolchain::Toolchain;
 use xtask::uboot::{self, BootScript, Environment};
@@ -22,23 +25,49 @@ commands:
             --features f1,f2       extra cargo features
           output: target/armature/<arch>[-<features>][-release]/armature.{bin,elf}
   run     build, then boot on QEMU virt through U-Boot (booti/bootz from a
-          virtio disk), streaming the console; ends when QEMU exits
+          virtio disk), streaming the console; ends when QEMU exits.
+          On aarch64 Armature boots Debian's arm64 Linux as dom0 (fetched with
+          apt into the download cache, see below) with a busybox initramfs,
+          and dom0 starts a shell on the console (Ctrl-a x quits QEMU)
             --arch, --release, --features as for build
             --gic 2|3              GIC version (default 3 on aarch64, 2 on armv7)
             --smp N                CPUs (default 4 on aarch64, 2 on armv7)
-            --memory SIZE          RAM, e.g. 512M, 2G (default 1G)
+            --memory SIZE          RAM, e.g. 512M, 2G (default 2G with dom0, else 1G)
             --direct               load the image with QEMU -kernel instead of U-Boot
+                                   (dom0's kernel and initramfs with -device loader)
             --load ADDR            aarch64: load the image at ADDR (QEMU's generic
-                                   loader) and enter it through the shim (-kernel)
-            --bootargs \"...\"       Armature's command line
-            --timeout SECONDS      kill QEMU after this long (default 300)
+                                   loader) and enter it through the shim (-kernel);
+                                   no dom0
+            --bootargs \"...\"       the hypervisor's command line
+            --no-dom0              boot Armature alone (no Linux)
+            --poweroff             dom0 prints its report and powers off (no shell);
+                                   QEMU's exit status is the result. The default
+                                   when stdin is not a terminal
+            --dom0-bootargs \"...\"  dom0's command line (default
+                                   \"console=ttyAMA0 earlycon=pl011,0x9000000 rdinit=/init panic=-1\")
+            --hv armature|xen      the hypervisor under dom0 (xen: Debian's Xen 4.17,
+                                   to check the recipes; default armature)
+            --timeout SECONDS      kill QEMU after this long (default 300; not
+                                   for the interactive shell)
             --slow-env             keep U-Boot's default environment (2 s countdown)
+  bench   boot time to dom0 userspace of bare Linux, Xen + Linux dom0 and
+          Armature + Linux dom0 (virt, GICv3, cortex-a57, 4 CPUs, 2G, direct
+          loading); writes a markdown table (default docs/performance.md)
+            --runs N               boots per stack (default 3; median, min, max)
+            --stacks linux,xen,armature   which stacks (default all three)
+            --icount off|auto|0..10  QEMU -icount shift=…,sleep=off (default off)
+            --gic 2|3, --smp N, --memory SIZE   the machine
+            --timeout SECONDS      per boot (default 120)
+            --debug                Armature's debug build (default release)
+            --out FILE             where the table goes (default docs/performance.md)
   test    cargo test --workspace --no-fail-fast (host unit tests and the
           QEMU tests); arguments after `--` go to cargo test
   help    this text
 
 environment:
   ARMATURE_TOOLCHAIN=rustup|debian|auto   toolchain that builds the image (default auto)
+  ARMATURE_CACHE=DIR     download cache (default $XDG_CACHE_HOME/armature or
+                         ~/.cache/armature): Debian's arm64 kernel, busybox, Xen
 ";
 
 /// Options of `build` and `run`.
@@ -55,6 +84,10 @@ struct Options {
     bootargs: Option<String>,
     timeout: Duration,
     fast_env: bool,
+    no_dom0: bool,
+    poweroff: bool,
+    dom0_bootargs: Option<String>,
+    hv: Hypervisor,
 }
 
 fn parse_options(args: &[String], allow_run: bool) -> Result<Options> {
@@ -70,6 +103,10 @@ fn parse_options(args: &[String], allow_run: bool) -> Result<Options> {
         bootargs: None,
         timeout: Duration::from_secs(300),
         fast_env: true,
+        no_dom0: false,
+        poweroff: false,
+        dom0_bootargs: None,
+        hv: Hypervisor::Armature,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -110,6 +147,10 @@ fn parse_options(args: &[String], allow_run: bool) -> Result<Options> {
                 o.timeout = Duration::from_secs(v.parse().map_err(|_| bad("expected seconds", &v))?);
             }
             "--slow-env" if allow_run => o.fast_env = false,
+            "--no-dom0" if allow_run => o.no_dom0 = true,
+            "--poweroff" if allow_run => o.poweroff = true,
+            "--dom0-bootargs" if allow_run => o.dom0_bootargs = Some(value()?),
+            "--hv" if allow_run => o.hv = value()?.parse()?,
             _ => return Err(Error::new(format!("unknown option `{arg}`\n\n{USAGE}"))),
         }
     }
@@ -138,8 +179,29 @@ fn cmd_build(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether `run` boots Linux as dom0 with these options, or says why not.
+fn wants_dom0(o: &Options) -> Result<bool> {
+    let why_not = if o.no_dom0 {
+        Some("--no-dom0")
+    } else if o.arch != Arch::Aarch64 {
+        Some("dom0 Linux is AArch64 only")
+    } else if o.load.is_some() {
+        Some("--load")
+    } else {
+        None
+    };
+    match why_not {
+        Some(why) if o.hv != Hypervisor::Armature => Err(Error::new(format!("--hv {}: not with {why}", o.hv))),
+        Some(_) => Ok(false),
+        None => Ok(true),
+    }
+}
+
 fn cmd_run(args: &[String]) -> Result<ExitCode> {
     let o = parse_options(args, true)?;
+    if wants_dom0(&o)? {
+        return run_dom0(&o);
+    }
     let v = variant(&o);
     eprintln!("Building {} with {}", v.name(), Toolchain::current()?.name());
     let image = build::build(&v, CargoOutput::Inherit)?;
@@ -181,6 +243,10 @@ fn cmd_run(args: &[String]) -> Result<ExitCode> {
     let expect = Expect::new().clean_exit(true).timeout(o.timeout);
     let outcome = qemu.run(&expect, &RunOptions::default().echo(true).log_to(&log))?;
     eprintln!("\n[xtask] QEMU {}; console log in {}", outcome.summary(), log.display());
+    exit_code(&outcome)
+}
+
+fn exit_code(outcome: &Outcome) -> Result<ExitCode> {
     match outcome.verdict() {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(f) => {
@@ -193,6 +259,151 @@ fn cmd_run(args: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `run` with Linux as dom0 of Armature (or Xen, `--hv xen`).
+fn run_dom0(o: &Options) -> Result<ExitCode> {
+    let interactive = !o.poweroff && std::io::stdin().is_terminal();
+    if !o.poweroff && !interactive {
+        eprintln!("[xtask] stdin is not a terminal: dom0 prints its report and powers off (as with --poweroff)");
+    }
+    eprintln!("[xtask] fetching Debian's arm64 Linux and busybox (cache: {})", paths::cache_dir().display());
+    let kernel = xtask::debian::kernel()?;
+    let (busybox, bb) = xtask::debian::busybox()?;
+    let initrd = xtask::initramfs::dom0_initramfs(&bb)?;
+    eprintln!("[xtask] dom0: {} ({}), {}", kernel.package.describe(), kernel.image.display(), busybox.describe());
+    let (hv_image, image_file) = match o.hv {
+        Hypervisor::Armature => {
+            let v = variant(o);
+            eprintln!("Building {} with {}", v.name(), Toolchain::current()?.name());
+            (build::build(&v, CargoOutput::Inherit)?.bin, xtask::uboot::IMAGE_FILE)
+        }
+        Hypervisor::Xen => {
+            let (p, xen) = xtask::debian::xen()?;
+            eprintln!("[xtask] hypervisor: {}", p.describe());
+            (xen, "xen")
+        }
+    };
+    let mut qemu = Qemu::new(Arch::Aarch64).memory(o.memory.clone().unwrap_or_else(|| "2G".into()));
+    if let Some(g) = o.gic {
+        qemu = qemu.gic(g);
+    }
+    if let Some(n) = o.smp {
+        qemu = qemu.smp(n);
+    }
+    let mut d = Dom0::new(o.hv, &kernel.image, &initrd, qemu.cpus());
+    if let Some(b) = &o.bootargs {
+        d.hv_args = match o.hv {
+            Hypervisor::Armature => b.clone(),
+            Hypervisor::Xen => format!("{} {b}", d.hv_args),
+        };
+    }
+    if let Some(b) = &o.dom0_bootargs {
+        d.dom0_args = b.clone();
+    }
+    if interactive {
+        d = d.shell();
+    }
+    let path = if o.direct { "direct" } else { "uboot" };
+    let name = format!("run-dom0-{}-{path}", o.hv);
+    let dir = paths::scratch_dir(&name)?;
+    let log = paths::log_path(&name);
+    if interactive {
+        qemu = qemu.interactive(&log);
+    }
+    qemu = if o.direct {
+        dom0::direct(qemu, &hv_image, &d, &dir)?
+    } else {
+        let env = if o.fast_env { Environment::Fast } else { Environment::BuiltIn };
+        dom0::uboot(&dir, &hv_image, image_file, &d, env)?.apply(qemu)
+    };
+    eprintln!("$ {}", qemu.command_line());
+    if interactive {
+        return run_interactive(&qemu, &log);
+    }
+    let outcome = qemu.run(&dom0::expect(o.timeout), &RunOptions::default().echo(true).log_to(&log))?;
+    eprintln!("\n[xtask] QEMU {}; console log in {}", outcome.summary(), log.display());
+    let problems = dom0::Report::parse(&outcome.log).problems(qemu.cpus());
+    for p in &problems {
+        eprintln!("[xtask] FAILED: dom0's report: {p}");
+    }
+    match exit_code(&outcome)? {
+        code if problems.is_empty() => Ok(code),
+        _ => Ok(ExitCode::FAILURE),
+    }
+}
+
+/// Runs QEMU in the foreground with the terminal as its console.
+fn run_interactive(qemu: &Qemu, log: &Path) -> Result<ExitCode> {
+    eprintln!("[xtask] interactive: dom0 starts a shell on the console; `poweroff -f` there, or Ctrl-a x, ends QEMU");
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::new(format!("creating {}: {e}", dir.display())))?;
+    }
+    let mut cmd = std::process::Command::new(qemu.program());
+    cmd.args(qemu.arguments());
+    let status = cmd.status().map_err(|e| Error::new(format!("starting {}: {e}", qemu.program())))?;
+    eprintln!("\n[xtask] QEMU exited with {status}; console log in {}", log.display());
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn cmd_bench(args: &[String]) -> Result<ExitCode> {
+    let mut opts = bench::Options::default();
+    let mut out = paths::workspace_root().join("docs/performance.md");
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || -> Result<String> {
+            inline.clone().or_else(|| it.next().cloned()).ok_or_else(|| Error::new(format!("{flag} needs a value")))
+        };
+        let bad = |what: &str, v: &str| Error::new(format!("{flag}: {what}, not `{v}`"));
+        match flag {
+            "--runs" => {
+                let v = value()?;
+                opts.runs = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| bad("expected a count", &v))?;
+            }
+            "--stacks" => opts.stacks = value()?.split(',').map(Stack::parse).collect::<Result<_>>()?,
+            "--icount" => opts.icount = Icount::parse(&value()?)?,
+            "--gic" => {
+                let v = value()?;
+                opts.gic = v.parse().ok().filter(|g| matches!(g, 2 | 3)).ok_or_else(|| bad("expected 2 or 3", &v))?;
+            }
+            "--smp" => {
+                let v = value()?;
+                opts.smp = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| bad("expected a CPU count", &v))?;
+            }
+            "--memory" | "-m" => opts.memory = value()?,
+            "--timeout" => {
+                let v = value()?;
+                opts.timeout = Duration::from_secs(v.parse().map_err(|_| bad("expected seconds", &v))?);
+            }
+            "--debug" => opts.release = false,
+            "--out" => out = PathBuf::from(value()?),
+            _ => return Err(Error::new(format!("unknown option `{arg}`\n\n{USAGE}"))),
+        }
+    }
+    eprintln!("[xtask] bench: fetching and building (cache: {})", paths::cache_dir().display());
+    let inputs = bench::prepare(&opts)?;
+    let results = bench::run(&opts, &inputs, &mut |line| eprintln!("[xtask] bench: {line}"))?;
+    let facts = bench::facts(&opts, &inputs);
+    let text = bench::markdown(&opts, &facts, &results);
+    bench::write_report(&out, &text)?;
+    eprintln!("[xtask] bench: wrote {}", out.display());
+    for r in &results {
+        match (r.stats(), &r.failure) {
+            (Some((med, min, max)), None) => eprintln!(
+                "[xtask] bench: {:<9} median {:.2} s (min {:.2}, max {:.2})",
+                r.stack.name(),
+                med.as_secs_f64(),
+                min.as_secs_f64(),
+                max.as_secs_f64()
+            ),
+            (_, f) => eprintln!("[xtask] bench: {:<9} failed: {}", r.stack.name(), f.as_deref().unwrap_or("no run")),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_test(args: &[String]) -> Result<ExitCode> {
@@ -220,6 +431,7 @@ fn main() -> ExitCode {
         "build" => cmd_build(rest),
         "run" => cmd_run(rest),
         "test" => cmd_test(rest),
+        "bench" => cmd_bench(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -260,5 +472,19 @@ mod tests {
         assert_eq!(parse_options(&args("--load=1073745920"), true).unwrap().load, Some(0x4000_1000));
         assert!(parse_options(&args("--load 0xzz"), true).unwrap_err().message().contains("expected an address"));
         assert!(parse_options(&args("--load 0x40001000"), false).is_err());
+    }
+
+    #[test]
+    fn dom0_options() {
+        let o = parse_options(&args("--poweroff --hv xen --dom0-bootargs=console=hvc0"), true).unwrap();
+        assert!(o.poweroff && !o.no_dom0);
+        assert_eq!((o.hv, o.dom0_bootargs.as_deref()), (Hypervisor::Xen, Some("console=hvc0")));
+        assert!(wants_dom0(&o).unwrap());
+        assert!(!wants_dom0(&parse_options(&args("--no-dom0"), true).unwrap()).unwrap());
+        assert!(!wants_dom0(&parse_options(&args("--arch armv7"), true).unwrap()).unwrap());
+        assert!(!wants_dom0(&parse_options(&args("--load 0x40001000"), true).unwrap()).unwrap());
+        assert!(wants_dom0(&parse_options(&args("--no-dom0 --hv xen"), true).unwrap()).is_err());
+        assert!(parse_options(&args("--hv kvm"), true).is_err());
+        assert!(parse_options(&args("--no-dom0"), false).is_err());
     }
 }

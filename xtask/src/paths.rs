@@ -7,6 +7,10 @@
 //! - `logs/<name>.log`: console logs of QEMU runs;
 //! - `work/<pid>/<name>/`: scratch files of one run (disks, DTB dumps,
 //!   scripts), per process.
+//!
+//! Downloads (Debian's arm64 Linux, busybox and Xen for dom0 runs, see
+//! [`crate::debian`]) go to [`cache_dir`] instead, outside the tree, so that
+//! `cargo clean` and other worktrees do not download them again.
 
 use crate::{Context, Result};
 use std::fs;
@@ -37,6 +41,27 @@ pub fn armature_dir() -> PathBuf {
 /// separate from the workspace's so that nothing else writes there.
 pub fn image_cargo_dir() -> PathBuf {
     armature_dir().join("cargo")
+}
+
+/// Environment variable that moves [`cache_dir`].
+pub const CACHE_ENV: &str = "ARMATURE_CACHE";
+
+/// Where downloaded files are kept: `$ARMATURE_CACHE` if set, else
+/// `$XDG_CACHE_HOME/armature`, else `$HOME/.cache/armature`, else (no home
+/// directory) `target/armature/cache`. Shared by every worktree and process
+/// of the user; writers take locks and publish atomically.
+pub fn cache_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = var(CACHE_ENV) {
+        return workspace_root().join(dir);
+    }
+    if let Some(xdg) = var("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
+        return xdg.join("armature");
+    }
+    match var("HOME") {
+        Some(home) => home.join(".cache").join("armature"),
+        None => armature_dir().join("cache"),
+    }
 }
 
 /// Where the console log of the run called `name` is kept.

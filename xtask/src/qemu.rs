@@ -44,6 +44,8 @@ pub struct Qemu {
     kernel: Option<PathBuf>,
     dtb: Option<PathBuf>,
     append: Option<String>,
+    initrd: Option<PathBuf>,
+    interactive_log: Option<PathBuf>,
     bios: Option<PathBuf>,
     drives: Vec<Drive>,
     loads: Vec<(PathBuf, u64)>,
@@ -70,6 +72,8 @@ impl Qemu {
             kernel: None,
             dtb: None,
             append: None,
+            initrd: None,
+            interactive_log: None,
             bios: None,
             drives: Vec::new(),
             loads: Vec::new(),
@@ -137,6 +141,22 @@ impl Qemu {
     /// Armature reads when no `armature,bootargs` is there.
     pub fn append(mut self, cmdline: impl Into<String>) -> Self {
         self.append = Some(cmdline.into());
+        self
+    }
+
+    /// An initial ramdisk QEMU loads for the kernel (`-initrd`).
+    pub fn initrd(mut self, file: impl Into<PathBuf>) -> Self {
+        self.initrd = Some(file.into());
+        self
+    }
+
+    /// An interactive console: the serial port on a multiplexed stdio
+    /// chardev (`-chardev stdio,mux=on,signal=off,logfile=<log>`), so that
+    /// the terminal's input reaches the guest (Ctrl-C included; `Ctrl-a x`
+    /// quits QEMU) and QEMU itself keeps the console log in `log`. For QEMU
+    /// run in the foreground with the terminal as stdin, not by the runner.
+    pub fn interactive(mut self, log: impl Into<PathBuf>) -> Self {
+        self.interactive_log = Some(log.into());
         self
     }
 
@@ -210,7 +230,15 @@ impl Qemu {
         let mut push = |args: &[&OsStr]| a.extend(args.iter().map(|s| s.to_os_string()));
         push(&["-M".as_ref(), machine.as_ref(), "-cpu".as_ref(), self.cpu.as_ref()]);
         push(&["-smp".as_ref(), self.smp.to_string().as_ref(), "-m".as_ref(), self.memory.as_ref()]);
-        for fixed in ["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic", "none"] {
+        match &self.interactive_log {
+            None => push(&["-display".as_ref(), "none".as_ref(), "-serial".as_ref(), "stdio".as_ref()]),
+            Some(log) => {
+                let chardev = format!("stdio,id=console,mux=on,signal=off,logfile={}", option_value(log));
+                push(&["-display".as_ref(), "none".as_ref(), "-chardev".as_ref(), chardev.as_ref()]);
+                push(&["-serial".as_ref(), "chardev:console".as_ref()]);
+            }
+        }
+        for fixed in ["-monitor", "none", "-no-reboot", "-nic", "none"] {
             push(&[fixed.as_ref()]);
         }
         if let Some(b) = &self.bios {
@@ -218,6 +246,9 @@ impl Qemu {
         }
         if let Some(k) = &self.kernel {
             push(&["-kernel".as_ref(), k.as_os_str()]);
+        }
+        if let Some(i) = &self.initrd {
+            push(&["-initrd".as_ref(), i.as_os_str()]);
         }
         if let Some(d) = &self.dtb {
             push(&["-dtb".as_ref(), d.as_os_str()]);
@@ -351,6 +382,20 @@ mod tests {
         assert_eq!(q.machine(), "virt,gic-version=3,virtualization=on,secure=on,dtb-randomness=off");
         assert_eq!(q.clone().secure(false).machine(), Qemu::aarch64().machine());
         assert!(q.command_line().contains("-M virt,gic-version=3,virtualization=on,secure=on,dtb-randomness=off "));
+    }
+
+    #[test]
+    fn interactive_console_and_initrd() {
+        let q = Qemu::aarch64().kernel("/k").initrd("/i.cpio").interactive("/l/run.log");
+        let line = q.command_line();
+        assert!(
+            line.contains(
+                "-display none -chardev stdio,id=console,mux=on,signal=off,logfile=/l/run.log \
+                 -serial chardev:console -monitor none -no-reboot -nic none -kernel /k -initrd /i.cpio"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("-serial stdio"), "{line}");
     }
 
     #[test]

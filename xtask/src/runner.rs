@@ -41,6 +41,7 @@ pub struct Expect {
     failure_markers: Vec<String>,
     stop_marker: Option<String>,
     timeout: Duration,
+    idle_timeout: Option<Duration>,
     clean_exit: bool,
 }
 
@@ -59,6 +60,7 @@ impl Expect {
             failure_markers: DEFAULT_FAILURE_MARKERS.iter().map(|s| s.to_string()).collect(),
             stop_marker: None,
             timeout: DEFAULT_TIMEOUT,
+            idle_timeout: None,
             clean_exit: false,
         }
     }
@@ -90,6 +92,13 @@ impl Expect {
     /// The time limit.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Ends the run as timed out when the console has been silent for this
+    /// long (a guest that hangs fails early instead of at the time limit).
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = Some(idle);
         self
     }
 
@@ -238,6 +247,8 @@ pub enum Ending {
     Failed(String),
     /// The time limit passed and the emulator was killed.
     TimedOut,
+    /// The console was silent for the idle timeout and the emulator was killed.
+    Idle,
 }
 
 /// A marker and when it was seen.
@@ -299,6 +310,13 @@ impl Outcome {
         if self.ending == Ending::TimedOut {
             reasons.push(format!("timed out after {:.0} s", self.expect.timeout.as_secs_f64()));
         }
+        if let (Ending::Idle, Some(idle)) = (&self.ending, self.expect.idle_timeout) {
+            reasons.push(format!(
+                "no console output for {:.0} s (after {:.0} s)",
+                idle.as_secs_f64(),
+                self.elapsed.as_secs_f64()
+            ));
+        }
         if self.expect.clean_exit {
             match (&self.ending, self.status) {
                 (Ending::Exited, Some(s)) if s.success() => {}
@@ -336,6 +354,7 @@ impl Outcome {
             Ending::Stopped => "stopped on its stop marker".to_string(),
             Ending::Failed(m) => format!("stopped on failure marker {m:?}"),
             Ending::TimedOut => "timed out".to_string(),
+            Ending::Idle => "was silent too long".to_string(),
         };
         format!("{how} after {:.2} s", self.elapsed.as_secs_f64())
     }
@@ -462,15 +481,22 @@ pub fn run(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> 
     let mut ending: Option<Ending> = None;
     let mut end_by: Option<Instant> = None;
     let mut eof = false;
+    let mut last_output = start;
     loop {
-        let limit = end_by.unwrap_or(deadline);
+        let idle_by = expect.idle_timeout.map(|i| last_output + i);
+        let limit = end_by.unwrap_or(match idle_by {
+            Some(i) => i.min(deadline),
+            None => deadline,
+        });
         let now = Instant::now();
         if now >= limit {
-            ending.get_or_insert(Ending::TimedOut);
+            let silent = end_by.is_none() && idle_by.is_some_and(|i| i <= now) && now < deadline;
+            ending.get_or_insert(if silent { Ending::Idle } else { Ending::TimedOut });
             break;
         }
         match rx.recv_timeout(limit - now) {
             Ok(chunk) => {
+                last_output = Instant::now();
                 if options.echo {
                     let mut out = std::io::stdout().lock();
                     let _ = out.write_all(&chunk);
@@ -640,6 +666,19 @@ mod tests {
             }
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    #[test]
+    fn a_silent_console_ends_the_run_early() {
+        let expect =
+            Expect::new().marker("never").timeout(Duration::from_secs(50)).idle_timeout(Duration::from_millis(500));
+        let outcome = run_sh("echo hello; sleep 0.3; echo again; exec sleep 60", &expect);
+        assert_eq!(outcome.ending, Ending::Idle);
+        assert!(outcome.elapsed < Duration::from_secs(20), "{:?}", outcome.elapsed);
+        assert!(outcome.log.contains("again"));
+        let report = outcome.verdict().unwrap_err().to_string();
+        assert!(report.contains("no console output for 0 s"), "{report}");
+        assert!(report.contains("was silent too long"), "{report}");
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! `booti` (AArch64 Image) or `bootz` (ARMv7 zImage), passing QEMU's device
 //! tree, or a device tree of its own from the disk ([`BootScript::dtb_file`]).
 //!
-//! The pieces: [`BootScript`] renders the script (command line and, later,
-//! `/chosen/module@…` nodes for domain images, the Xen-compatible
-//! multiboot protocol); [`prepare`] makes `boot.scr` with `mkimage`, the disk
+//! The pieces: [`BootScript`] renders the script (the hypervisor's command
+//! line, dom0's in `xen,dom0-bootargs`, and `/chosen/module@…` nodes for
+//! domain images: the Xen-compatible multiboot protocol, so the same script
+//! boots Xen, see [`crate::dom0`]); [`prepare`] makes `boot.scr` with `mkimage`, the disk
 //! with [`crate::disk`], and optionally a flash image holding a U-Boot
 //! environment with `bootdelay=0` and `boot_targets=virtio0`, which skips the
 //! 2 s countdown and the other boot targets. [`UbootBoot::apply`] runs
@@ -109,6 +110,9 @@ pub struct DtbFile {
 pub struct BootScript {
     arch: Arch,
     bootargs: Option<String>,
+    xen_bootargs: Option<String>,
+    dom0_bootargs: Option<String>,
+    image_file: String,
     kernel_addr_r: Option<u64>,
     dtb: Option<DtbFile>,
     modules: Vec<Module>,
@@ -130,7 +134,41 @@ fn hush_quote(s: &str) -> String {
 impl BootScript {
     /// A script that loads and starts the image with no command line.
     pub fn new(arch: Arch) -> Self {
-        BootScript { arch, bootargs: None, kernel_addr_r: None, dtb: None, modules: Vec::new() }
+        BootScript {
+            arch,
+            bootargs: None,
+            xen_bootargs: None,
+            dom0_bootargs: None,
+            image_file: IMAGE_FILE.to_string(),
+            kernel_addr_r: None,
+            dtb: None,
+            modules: Vec::new(),
+        }
+    }
+
+    /// The hypervisor's options as `/chosen/xen,xen-bootargs` (Xen's binding;
+    /// Armature reads it when there is no `armature,bootargs`).
+    pub fn xen_bootargs(mut self, args: impl Into<String>) -> Self {
+        self.xen_bootargs = Some(args.into());
+        self
+    }
+
+    /// dom0's command line as `/chosen/xen,dom0-bootargs` (Xen's binding).
+    pub fn dom0_bootargs(mut self, args: impl Into<String>) -> Self {
+        self.dom0_bootargs = Some(args.into());
+        self
+    }
+
+    /// The image's name on the disk (default [`IMAGE_FILE`]), e.g. `xen`
+    /// when the same script boots Xen.
+    pub fn image_file(mut self, name: impl Into<String>) -> Self {
+        self.image_file = name.into();
+        self
+    }
+
+    /// The image's name on the disk.
+    pub fn image_name(&self) -> &str {
+        &self.image_file
     }
 
     /// Armature's command line, set as `/chosen/armature,bootargs` (which
@@ -193,7 +231,7 @@ impl BootScript {
         if let Some(addr) = self.kernel_addr_r {
             let _ = writeln!(s, "setenv kernel_addr_r {addr:#x}");
         }
-        let _ = writeln!(s, "load {dev} ${{kernel_addr_r}} {IMAGE_FILE}");
+        let _ = writeln!(s, "load {dev} ${{kernel_addr_r}} {}", self.image_file);
         if let Some(dtb) = &self.dtb {
             let _ = writeln!(s, "setenv fdt_addr {:#x}", dtb.addr);
             let _ = writeln!(s, "load {dev} ${{fdt_addr}} {DTB_FILE}");
@@ -201,6 +239,12 @@ impl BootScript {
         s.push_str("fdt addr ${fdt_addr}\nfdt resize 4096\n");
         if let Some(args) = &self.bootargs {
             let _ = writeln!(s, "fdt set /chosen armature,bootargs {}", hush_quote(args));
+        }
+        if let Some(args) = &self.xen_bootargs {
+            let _ = writeln!(s, "fdt set /chosen xen,xen-bootargs {}", hush_quote(args));
+        }
+        if let Some(args) = &self.dom0_bootargs {
+            let _ = writeln!(s, "fdt set /chosen xen,dom0-bootargs {}", hush_quote(args));
         }
         if !self.modules.is_empty() {
             s.push_str("fdt set /chosen \\#address-cells <2>\nfdt set /chosen \\#size-cells <2>\n");
@@ -332,7 +376,7 @@ pub fn prepare(dir: &Path, image: &Path, script: &BootScript, env: Environment) 
         "mkimage of boot.scr",
     )?;
 
-    let mut files: Vec<(&str, &Path)> = vec![("boot.scr", &scr_path), (IMAGE_FILE, image)];
+    let mut files: Vec<(&str, &Path)> = vec![("boot.scr", &scr_path), (script.image_file.as_str(), image)];
     if let Some(dtb) = &script.dtb {
         files.push((DTB_FILE, &dtb.source));
     }

@@ -1,0 +1,471 @@
+//! Linux as dom0: the boot recipes, with Xen's device-tree bindings so that
+//! the same recipe boots Armature or Xen, and what dom0's `/init` reports
+//! ([`crate::initramfs`]).
+//!
+//! The hypervisor finds dom0 in `/chosen` (Xen's
+//! `docs/misc/arm/device-tree/booting.txt`): `#address-cells` and
+//! `#size-cells` set to 2, a `module@<addr>` node for the kernel
+//! (`compatible = "multiboot,kernel", "multiboot,module"`) and one for the
+//! initramfs (`"multiboot,ramdisk", "multiboot,module"`), each with
+//! `reg = <addr size>`, the hypervisor's options in `xen,xen-bootargs` and
+//! dom0's command line in `xen,dom0-bootargs`. Two ways to get there:
+//!
+//! - **U-Boot** ([`uboot`]): Debian's U-Boot as `-bios`; distro boot runs
+//!   the `boot.scr` of a virtio disk holding the hypervisor, the kernel
+//!   `Image` and the initramfs; the script loads them to [`UBOOT_KERNEL_ADDR`]
+//!   and the 16 MiB boundary after the kernel, adds the nodes with `fdt`
+//!   commands and `booti`s the hypervisor at `kernel_addr_r` (0x40400000);
+//! - **direct** ([`direct`]): QEMU's `-kernel` (the hypervisor lands at
+//!   0x40200000), `-dtb` = QEMU's own device tree for the machine with the
+//!   nodes added by `fdtput`, and the kernel and initramfs put at
+//!   [`DIRECT_KERNEL_ADDR`] and after it by QEMU's generic loader.
+//!
+//! Bare Linux (no hypervisor, [`bare`]) uses `-kernel`/`-initrd`, for the
+//! benchmark's baseline.
+
+use crate::initramfs::{DONE_MARKER, SHELL_WORD, USERSPACE_MARKER};
+use crate::qemu::Qemu;
+use crate::runner::Expect;
+use crate::uboot::{self, BootScript, Environment, Module, UbootBoot};
+use crate::{Arch, Context, Result};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// U-Boot path: where the script loads dom0's kernel (clear of the
+/// hypervisor at `kernel_addr_r` 0x40400000; Debian's 31 MiB Image does not
+/// fit below `ramdisk_addr_r` with it).
+pub const UBOOT_KERNEL_ADDR: u64 = 0x4500_0000;
+/// Direct path: where QEMU's loader puts dom0's kernel (clear of the
+/// hypervisor at 0x40200000 and of QEMU's DTB at 0x48000000).
+pub const DIRECT_KERNEL_ADDR: u64 = 0x4a00_0000;
+/// The initramfs goes to the first multiple of this after the kernel.
+pub const MODULE_ALIGN: u64 = 16 << 20;
+/// Name of the kernel on the boot disk.
+pub const KERNEL_FILE: &str = "vmlinuz";
+/// Name of the initramfs on the boot disk.
+pub const INITRD_FILE: &str = "initrd";
+
+/// Armature's dom0 command line: the PL011 Armature emulates for dom0.
+pub const ARMATURE_DOM0_ARGS: &str = "console=ttyAMA0 earlycon=pl011,0x9000000 rdinit=/init panic=-1";
+/// Xen's dom0 command line: Xen keeps the PL011 and gives dom0 its console hypercall.
+pub const XEN_DOM0_ARGS: &str = "console=hvc0 earlycon=xenboot rdinit=/init panic=-1";
+/// Bare Linux's command line.
+pub const BARE_ARGS: &str = "console=ttyAMA0 rdinit=/init panic=-1";
+
+/// Xen's options for `cpus` CPUs: the PL011 console, 512 MiB and every CPU
+/// for dom0, no scrubbing, and dom0's WFI not trapped (with Xen's default
+/// `vwfi=trap` an SMP dom0 boots 5-20 times slower under TCG).
+pub fn xen_args(cpus: u32) -> String {
+    format!("console=dtuart dtuart=/pl011@9000000 dom0_mem=512M dom0_max_vcpus={cpus} bootscrub=0 vwfi=native")
+}
+
+/// Lines that mean the boot went wrong: Armature's and Xen's crash reports,
+/// a Linux panic or oops, the U-Boot script failing.
+pub const FAILURE_MARKERS: [&str; 8] = [
+    "----[ Armature",
+    "hardware domain crashed",
+    "PANIC",
+    "FATAL",
+    "Kernel panic",
+    "Unable to handle kernel",
+    "Panic on CPU",
+    "SCRIPT FAILED",
+];
+
+/// A dom0 run whose console is silent this long has hung: Linux under TCG
+/// prints something every few seconds at most (the longest pauses, up to
+/// 5 s, are Xen's `vwfi=trap` wake-ups on a loaded host).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The hypervisor under dom0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hypervisor {
+    /// Armature.
+    Armature,
+    /// Debian's Xen 4.17.
+    Xen,
+}
+
+impl Hypervisor {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hypervisor::Armature => "armature",
+            Hypervisor::Xen => "xen",
+        }
+    }
+
+    /// dom0's default command line under this hypervisor.
+    pub fn dom0_args(self) -> &'static str {
+        match self {
+            Hypervisor::Armature => ARMATURE_DOM0_ARGS,
+            Hypervisor::Xen => XEN_DOM0_ARGS,
+        }
+    }
+
+    /// The hypervisor's default options on `cpus` CPUs.
+    pub fn default_args(self, cpus: u32) -> String {
+        match self {
+            Hypervisor::Armature => String::new(),
+            Hypervisor::Xen => xen_args(cpus),
+        }
+    }
+}
+
+impl fmt::Display for Hypervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Hypervisor {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "armature" => Ok(Hypervisor::Armature),
+            "xen" => Ok(Hypervisor::Xen),
+            _ => Err(crate::Error::new(format!("unknown hypervisor `{s}` (expected armature or xen)"))),
+        }
+    }
+}
+
+/// What dom0 boots: the kernel, the initramfs, the two command lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dom0 {
+    /// The arm64 Image.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// The hypervisor's options (`xen,xen-bootargs`); none when empty.
+    pub hv_args: String,
+    /// dom0's command line (`xen,dom0-bootargs`).
+    pub dom0_args: String,
+}
+
+impl Dom0 {
+    /// dom0 for `hv` with the default command lines on `cpus` CPUs.
+    pub fn new(hv: Hypervisor, kernel: impl Into<PathBuf>, initrd: impl Into<PathBuf>, cpus: u32) -> Dom0 {
+        Dom0 {
+            kernel: kernel.into(),
+            initrd: initrd.into(),
+            hv_args: hv.default_args(cpus),
+            dom0_args: hv.dom0_args().to_string(),
+        }
+    }
+
+    /// Adds `armature.shell` to dom0's command line: `/init` starts a shell.
+    pub fn shell(mut self) -> Dom0 {
+        if !self.dom0_args.split_whitespace().any(|w| w == SHELL_WORD) {
+            self.dom0_args = format!("{} {SHELL_WORD}", self.dom0_args).trim().to_string();
+        }
+        self
+    }
+
+    /// Where the kernel and the initramfs go when the kernel is at `kernel_addr`.
+    pub fn layout(&self, kernel_addr: u64) -> Result<(u64, u64)> {
+        let size = file_size(&self.kernel)?;
+        Ok((kernel_addr, initrd_addr(kernel_addr, size)))
+    }
+}
+
+/// The first [`MODULE_ALIGN`] boundary after a kernel of `size` bytes at `kernel_addr`.
+pub fn initrd_addr(kernel_addr: u64, size: u64) -> u64 {
+    (kernel_addr + size).next_multiple_of(MODULE_ALIGN)
+}
+
+fn file_size(p: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(p).context(|| format!("reading {}", p.display()))?.len())
+}
+
+/// The U-Boot script that boots `dom0` under the hypervisor loaded at
+/// `kernel_addr_r` (named `image_file` on the disk).
+pub fn uboot_script(dom0: &Dom0, image_file: &str) -> Result<BootScript> {
+    let (kaddr, raddr) = dom0.layout(UBOOT_KERNEL_ADDR)?;
+    let mut s = BootScript::new(Arch::Aarch64)
+        .image_file(image_file)
+        .dom0_bootargs(dom0.dom0_args.clone())
+        .module(Module {
+            source: dom0.kernel.clone(),
+            name: KERNEL_FILE.into(),
+            addr: kaddr,
+            compatible: vec!["multiboot,kernel".into()],
+        })
+        .module(Module {
+            source: dom0.initrd.clone(),
+            name: INITRD_FILE.into(),
+            addr: raddr,
+            compatible: vec!["multiboot,ramdisk".into()],
+        });
+    if !dom0.hv_args.is_empty() {
+        s = s.xen_bootargs(dom0.hv_args.clone());
+    }
+    Ok(s)
+}
+
+/// The U-Boot path: disk, script and environment in `dir` for booting
+/// `hv_image` (named `image_file` on the disk) with `dom0`.
+pub fn uboot(dir: &Path, hv_image: &Path, image_file: &str, dom0: &Dom0, env: Environment) -> Result<UbootBoot> {
+    uboot::prepare(dir, hv_image, &uboot_script(dom0, image_file)?, env)
+}
+
+/// The direct path: `qemu` with `-kernel hv_image`, the machine's own DTB
+/// (dumped into `dir`) with the dom0 nodes, and the kernel and initramfs
+/// loaded by QEMU.
+pub fn direct(qemu: Qemu, hv_image: &Path, dom0: &Dom0, dir: &Path) -> Result<Qemu> {
+    let dtb = dir.join("dom0.dtb");
+    qemu.dump_dtb(&dtb)?;
+    let (kaddr, raddr) = dom0.layout(DIRECT_KERNEL_ADDR)?;
+    crate::fdt::add_chosen_module(&dtb, kaddr, file_size(&dom0.kernel)?, &["multiboot,kernel"])?;
+    crate::fdt::add_chosen_module(&dtb, raddr, file_size(&dom0.initrd)?, &["multiboot,ramdisk"])?;
+    if !dom0.hv_args.is_empty() {
+        crate::fdt::fdtput(&dtb, &["-t", "s", "/chosen", "xen,xen-bootargs", dom0.hv_args.as_str()])?;
+    }
+    crate::fdt::fdtput(&dtb, &["-t", "s", "/chosen", "xen,dom0-bootargs", dom0.dom0_args.as_str()])?;
+    Ok(qemu.kernel(hv_image).dtb(&dtb).load_at(&dom0.kernel, kaddr).load_at(&dom0.initrd, raddr))
+}
+
+/// Bare Linux: `-kernel`, `-initrd`, `-append`.
+pub fn bare(qemu: Qemu, kernel: &Path, initrd: &Path, args: &str) -> Qemu {
+    qemu.kernel(kernel).initrd(initrd).append(args)
+}
+
+/// A whole dom0 run: the userspace marker, the report, the done marker,
+/// and QEMU exiting with 0 after dom0's power-off.
+pub fn expect(timeout: Duration) -> Expect {
+    expect_after(&[], timeout)
+}
+
+/// [`expect`] with `earlier` lines (the firmware's and the hypervisor's) first.
+pub fn expect_after(earlier: &[&str], timeout: Duration) -> Expect {
+    Expect::new()
+        .markers(earlier.iter().copied())
+        .markers([USERSPACE_MARKER, "dom0: cpus ", "--- interrupts ---", DONE_MARKER])
+        .failure_markers(FAILURE_MARKERS)
+        .clean_exit(true)
+        .timeout(timeout)
+        .idle_timeout(IDLE_TIMEOUT)
+}
+
+/// What dom0's `/init` reported, read from the console log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// `nproc`.
+    pub nproc: Option<u32>,
+    /// Processors in `/proc/cpuinfo`.
+    pub cpus: Option<u32>,
+    /// `/sys/devices/system/cpu/online` (`0-3`).
+    pub online: Option<String>,
+    /// `/proc/interrupts`.
+    pub interrupts: Vec<String>,
+    /// The kernel's log lines about PSCI, the GIC and the arch timer.
+    pub dmesg: Vec<String>,
+    /// Virtio devices.
+    pub virtio: Vec<String>,
+    /// PCI devices.
+    pub pci: Vec<String>,
+    /// Whether the report was complete (the done marker was printed).
+    pub done: bool,
+}
+
+impl Report {
+    /// Parses the report out of a console log (only what follows the
+    /// userspace marker counts).
+    pub fn parse(log: &str) -> Report {
+        let mut r = Report::default();
+        let Some(start) = log.find(USERSPACE_MARKER) else { return r };
+        let mut section: Option<&str> = None;
+        for line in log[start..].lines() {
+            let line = line.trim_end();
+            if let Some(name) = line.strip_prefix("--- ").and_then(|l| l.strip_suffix(" ---")) {
+                section = if name == "end" { None } else { Some(name) };
+                continue;
+            }
+            match section {
+                Some("interrupts") => r.interrupts.push(line.to_string()),
+                Some(s) if s.starts_with("dmesg") => r.dmesg.push(line.to_string()),
+                Some("virtio") => r.virtio.push(line.to_string()),
+                Some("pci") => r.pci.push(line.to_string()),
+                Some(_) => {}
+                None => {
+                    let value = |key: &str| line.strip_prefix(key).map(str::trim);
+                    if let Some(v) = value("dom0: nproc ") {
+                        r.nproc = v.parse().ok();
+                    } else if let Some(v) = value("dom0: cpus ") {
+                        r.cpus = v.parse().ok();
+                    } else if let Some(v) = value("dom0: online ") {
+                        r.online = Some(v.to_string());
+                    } else if line.contains(DONE_MARKER) {
+                        r.done = true;
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    /// The CPUs of an online list such as `0-3` or `0,2-3`.
+    pub fn online_cpus(&self) -> Option<Vec<u32>> {
+        let mut cpus = Vec::new();
+        for part in self.online.as_deref()?.split(',').filter(|p| !p.is_empty()) {
+            match part.split_once('-') {
+                Some((a, b)) => cpus.extend(a.trim().parse::<u32>().ok()?..=b.trim().parse::<u32>().ok()?),
+                None => cpus.push(part.trim().parse().ok()?),
+            }
+        }
+        Some(cpus)
+    }
+
+    /// The dmesg lines that contain `word` (case-insensitive).
+    pub fn dmesg_with(&self, word: &str) -> Vec<&str> {
+        let w = word.to_lowercase();
+        self.dmesg.iter().filter(|l| l.to_lowercase().contains(&w)).map(String::as_str).collect()
+    }
+
+    /// Every problem with the report for a machine with `cpus` CPUs: each
+    /// CPU online, `/proc/interrupts` and the PSCI, GIC and arch timer lines
+    /// present, the report complete. Empty when all is well.
+    pub fn problems(&self, cpus: u32) -> Vec<String> {
+        let mut p = Vec::new();
+        let want: Vec<u32> = (0..cpus).collect();
+        if self.cpus != Some(cpus) {
+            p.push(format!("/proc/cpuinfo lists {:?} processors, expected {cpus}", self.cpus));
+        }
+        if self.nproc != Some(cpus) {
+            p.push(format!("nproc is {:?}, expected {cpus}", self.nproc));
+        }
+        match self.online_cpus() {
+            Some(online) if online == want => {}
+            Some(online) => {
+                let missing: Vec<_> = want.iter().filter(|c| !online.contains(c)).collect();
+                p.push(format!("online CPUs {:?} (missing vCPUs {missing:?}), expected 0-{}", self.online, cpus - 1));
+            }
+            None => p.push(format!("no readable online CPU list ({:?})", self.online)),
+        }
+        if !self.interrupts.iter().any(|l| l.contains("CPU0")) {
+            p.push("/proc/interrupts was not printed (no CPU0 header)".into());
+        } else if let Some(header) = self.interrupts.iter().find(|l| l.contains("CPU0")) {
+            let columns = header.split_whitespace().filter(|w| w.starts_with("CPU")).count();
+            if columns != cpus as usize {
+                p.push(format!("/proc/interrupts has {columns} CPU columns, expected {cpus}: {header:?}"));
+            }
+        }
+        for (what, word) in [("PSCI", "psci"), ("GIC", "gic"), ("arch timer", "arch_timer")] {
+            if self.dmesg_with(word).is_empty() {
+                p.push(format!("no dmesg line about the {what} ({word})"));
+            }
+        }
+        if !self.done {
+            p.push(format!("the report did not end with {DONE_MARKER}"));
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "\
+[    1.0] Booting Linux\n\
+ARMATURE-DOM0-USERSPACE-OK\r\n\
+dom0: uptime 2.31 s\n\
+dom0: nproc 4\n\
+dom0: cpus 4\n\
+dom0: online 0-3\n\
+--- interrupts ---\n\
+           CPU0       CPU1       CPU2       CPU3       \n\
+ 11:       1024        900        800        700     GICv3  27 Level     arch_timer\n\
+--- end ---\n\
+--- dmesg: psci, gic, arch_timer ---\n\
+[    0.000000] psci: probing for conduit method from DT.\n\
+[    0.000000] GICv3: 256 SPIs implemented\n\
+[    0.000000] arch_timer: cp15 timer(s) running at 62.50MHz (virt).\n\
+--- end ---\n\
+--- virtio ---\n\
+virtio0 device 0x0002 vendor 0x554d4551 driver virtio_blk\n\
+--- end ---\n\
+--- pci ---\n\
+0000:00:00.0 0x1b36:0x0008 class 0x060000\n\
+--- end ---\n\
+ARMATURE-DOM0-DONE\n";
+
+    #[test]
+    fn report_is_read_back() {
+        let r = Report::parse(LOG);
+        assert_eq!((r.nproc, r.cpus, r.online.as_deref()), (Some(4), Some(4), Some("0-3")));
+        assert_eq!(r.interrupts.len(), 2);
+        assert_eq!(r.dmesg.len(), 3);
+        assert_eq!(r.dmesg_with("GIC"), ["[    0.000000] GICv3: 256 SPIs implemented"]);
+        assert_eq!(r.virtio.len(), 1);
+        assert_eq!(r.pci.len(), 1);
+        assert!(r.done);
+        assert_eq!(r.problems(4), Vec::<String>::new());
+        assert_eq!(r.online_cpus(), Some(vec![0, 1, 2, 3]));
+    }
+
+    #[test]
+    fn a_missing_vcpu_is_named() {
+        let log = LOG.replace("dom0: online 0-3", "dom0: online 0,2-3").replace("dom0: cpus 4", "dom0: cpus 3");
+        let p = Report::parse(&log).problems(4);
+        assert!(p.iter().any(|l| l.contains("missing vCPUs [1]")), "{p:?}");
+        assert!(p.iter().any(|l| l.contains("lists Some(3) processors")), "{p:?}");
+    }
+
+    #[test]
+    fn missing_sections_are_reported() {
+        let log = "ARMATURE-DOM0-USERSPACE-OK\ndom0: cpus 4\ndom0: nproc 4\ndom0: online 0-3\n";
+        let p = Report::parse(log).problems(4);
+        for what in ["/proc/interrupts", "PSCI", "GIC", "arch timer", "ARMATURE-DOM0-DONE"] {
+            assert!(p.iter().any(|l| l.contains(what)), "{what} not in {p:?}");
+        }
+        assert!(Report::parse("nothing here").problems(1).len() >= 5);
+    }
+
+    #[test]
+    fn initrd_follows_the_kernel() {
+        assert_eq!(initrd_addr(0x4500_0000, 32_954_880), 0x4700_0000);
+        assert_eq!(initrd_addr(0x4a00_0000, 0x100_0000), 0x4b00_0000);
+        assert_eq!(initrd_addr(0x4a00_0000, 0x100_0001), 0x4c00_0000);
+    }
+
+    #[test]
+    fn shell_is_added_once() {
+        let d = Dom0::new(Hypervisor::Armature, "/k", "/i", 4).shell().shell();
+        assert_eq!(d.dom0_args, format!("{ARMATURE_DOM0_ARGS} armature.shell"));
+        assert_eq!(d.hv_args, "");
+        let x = Dom0::new(Hypervisor::Xen, "/k", "/i", 2);
+        assert!(x.hv_args.contains("dom0_max_vcpus=2") && x.dom0_args.contains("console=hvc0"));
+        assert_eq!("xen".parse::<Hypervisor>(), Ok(Hypervisor::Xen));
+        assert!("kvm".parse::<Hypervisor>().is_err());
+    }
+
+    #[test]
+    fn uboot_script_describes_both_modules() {
+        let dir = crate::paths::scratch_dir("dom0-script-unit-test").unwrap();
+        let (k, i) = (dir.join("Image"), dir.join("initrd"));
+        std::fs::write(&k, vec![0u8; 0x180_0000]).unwrap();
+        std::fs::write(&i, b"cpio").unwrap();
+        let mut d = Dom0::new(Hypervisor::Xen, &k, &i, 4);
+        d.hv_args = "console=dtuart".into();
+        let s = uboot_script(&d, "xen").unwrap().render();
+        let at = |line: &str| s.find(line).unwrap_or_else(|| panic!("no {line:?} in\n{s}"));
+        let order = [
+            at("${kernel_addr_r} xen\n"),
+            at("fdt addr ${fdt_addr}\n"),
+            at("fdt set /chosen xen,xen-bootargs \"console=dtuart\"\n"),
+            at("fdt set /chosen xen,dom0-bootargs \"console=hvc0 earlycon=xenboot rdinit=/init panic=-1\"\n"),
+            at("fdt set /chosen \\#address-cells <2>\n"),
+            at("0x45000000 vmlinuz\n"),
+            at("fdt set /chosen/module@45000000 compatible \"multiboot,kernel\" \"multiboot,module\"\n"),
+            at("fdt set /chosen/module@45000000 reg <0x0 0x45000000 0x0 0x${filesize}>\n"),
+            at("0x47000000 initrd\n"),
+            at("fdt set /chosen/module@47000000 compatible \"multiboot,ramdisk\" \"multiboot,module\"\n"),
+            at("booti ${kernel_addr_r} - ${fdt_addr}\n"),
+        ];
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{s}");
+        assert!(!s.contains("armature,bootargs"), "{s}");
+    }
+}
