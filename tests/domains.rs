@@ -37,9 +37,9 @@ fn basic(test: &str, gic: u8, smp: u32) {
             "d0v0: entering at 0x",
             "d0v0: basic guest: hello from EL1",
             "d0v0: PASS psci-version: 1.1",
-            "d0v0: read of IPA 0x1000 (VA 0x1000) at PC 0x",
+            "d0v0: read of IPA 0xb000000 (VA 0xb000000) at PC 0x",
             "abort injected",
-            "d0v0: PASS abort: the read of IPA 0x1000 came back as a data abort",
+            "d0v0: PASS abort: the read of IPA 0xb000000 came back as a data abort",
             // Right above the domain's RAM (0x5fc00000 + 512 MiB on 1 GiB):
             // the hypervisor's heap, which the page allocator put there.
             "d0v0: read of IPA 0x7fc00000",
@@ -171,7 +171,7 @@ fn irq(test: &str, gic: u8, smp: u32) {
     let expect = Expect::new()
         .markers([
             gic_line.as_str(),
-            "d0: arm,pl031 at 0x000009010000-0x000009010fff passed through, SPI 34 linked to the physical SPI 34 (CPU 0)",
+            "SPI(s) passed through, each linked to the same physical SPI (routed to CPU 0): [34,",
             "d0v0: irq guest: vCPU 0 up",
             "d0v0: PASS timer: vCPU 0",
             "d0v0: PASS spi: the PL031 RTC alarm (SPI 34) reached vCPU 0",
