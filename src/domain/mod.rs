@@ -613,6 +613,12 @@ fn smccc(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
         }
         Action::StopVcpu => {
             info!("d0v{vcpu}: PSCI CPU_OFF");
+            // Its interrupts were folded back on entry: leave no list
+            // register (or maintenance condition) behind on an idle CPU.
+            if lr_delivery(dom).is_some() {
+                gic::clear_lrs();
+                gic::set_hcr(0);
+            }
             dom.power[vcpu].stopped();
             crate::smp::idle(vcpu)
         }
@@ -773,7 +779,16 @@ fn take_irqs(dom: &Domain, vcpu: usize) {
         } else {
             gic::eoi(token);
             gic::deactivate(token);
-            if id != gic::KICK_SGI && id != gic::MAINTENANCE_INTID {
+            if id == gic::MAINTENANCE_INTID {
+                // Level-sensitive: it stays asserted while its condition
+                // holds (an EOI'd list register with its EOI bit, an
+                // underflow), and only the flush that follows rewrites the
+                // list registers. Taking it again here would loop forever
+                // (as it did on GICv2); stop, and let the flush clear it.
+                gic::set_hcr(0);
+                break;
+            }
+            if id != gic::KICK_SGI {
                 warn!("d0v{vcpu}: unexpected physical interrupt {id}");
             }
         }
