@@ -258,6 +258,10 @@ pub struct Report {
     pub cpus: Option<u32>,
     /// `/sys/devices/system/cpu/online` (`0-3`).
     pub online: Option<String>,
+    /// `MemTotal` of `/proc/meminfo`, in KiB.
+    pub mem_total_kib: Option<u64>,
+    /// dom0's kernel command line (`/proc/cmdline`).
+    pub cmdline: Option<String>,
     /// `/proc/interrupts`.
     pub interrupts: Vec<String>,
     /// The kernel's log lines about PSCI, the GIC and the arch timer.
@@ -297,6 +301,10 @@ impl Report {
                         r.cpus = v.parse().ok();
                     } else if let Some(v) = value("dom0: online ") {
                         r.online = Some(v.to_string());
+                    } else if let Some(v) = value("dom0: memtotal ") {
+                        r.mem_total_kib = v.strip_suffix("kB").and_then(|n| n.trim().parse().ok());
+                    } else if let Some(v) = value("dom0: cmdline ") {
+                        r.cmdline = Some(v.to_string());
                     } else if line.contains(DONE_MARKER) {
                         r.done = true;
                     }
@@ -372,9 +380,11 @@ mod tests {
 [    1.0] Booting Linux\n\
 ARMATURE-DOM0-USERSPACE-OK\r\n\
 dom0: uptime 2.31 s\n\
+dom0: cmdline console=ttyAMA0 rdinit=/init\n\
 dom0: nproc 4\n\
 dom0: cpus 4\n\
 dom0: online 0-3\n\
+dom0: memtotal 1978360 kB\n\
 --- interrupts ---\n\
            CPU0       CPU1       CPU2       CPU3       \n\
  11:       1024        900        800        700     GICv3  27 Level     arch_timer\n\
@@ -396,6 +406,8 @@ ARMATURE-DOM0-DONE\n";
     fn report_is_read_back() {
         let r = Report::parse(LOG);
         assert_eq!((r.nproc, r.cpus, r.online.as_deref()), (Some(4), Some(4), Some("0-3")));
+        assert_eq!(r.mem_total_kib, Some(1_978_360));
+        assert_eq!(r.cmdline.as_deref(), Some("console=ttyAMA0 rdinit=/init"));
         assert_eq!(r.interrupts.len(), 2);
         assert_eq!(r.dmesg.len(), 3);
         assert_eq!(r.dmesg_with("GIC"), ["[    0.000000] GICv3: 256 SPIs implemented"]);

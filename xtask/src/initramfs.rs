@@ -6,7 +6,7 @@
 //! `/init` mounts proc, sysfs and devtmpfs, prints [`USERSPACE_MARKER`],
 //! then the report (each item between `--- <name> ---` and `--- end ---`
 //! lines, see [`crate::dom0::Report`]): CPU counts, the online CPU list,
-//! `/proc/interrupts`, the kernel's lines about PSCI, the GIC and the arch
+//! `MemTotal` of `/proc/meminfo`, `/proc/interrupts`, the kernel's lines about PSCI, the GIC and the arch
 //! timer, the virtio and PCI devices. Then it prints [`DONE_MARKER`] and
 //! `poweroff -f` — unless the kernel command line has `armature.shell`: then
 //! it starts an interactive shell on the console (and `poweroff -f` there
@@ -40,6 +40,7 @@ echo "dom0: cmdline $(cat /proc/cmdline)"
 echo "dom0: nproc $(nproc)"
 echo "dom0: cpus $(grep -c ^processor /proc/cpuinfo)"
 echo "dom0: online $(cat /sys/devices/system/cpu/online)"
+echo "dom0: memtotal $(sed -n 's/^MemTotal: *//p' /proc/meminfo)"
 [ -r /sys/hypervisor/type ] && echo "dom0: hypervisor $(cat /sys/hypervisor/type)"
 echo "--- interrupts ---"
 cat /proc/interrupts
@@ -298,6 +299,7 @@ mod tests {
             "poweroff -f",
             "grep -c ^processor",
             "/sys/devices/system/cpu/online",
+            "MemTotal",
             "/proc/interrupts",
         ] {
             assert!(text.contains(needed), "/init lacks {needed:?}");

@@ -30,6 +30,8 @@
 //!   and an `/init` that reports what Linux found);
 //! - [`dom0`]: Linux as dom0 of Armature or Xen, through U-Boot or QEMU's
 //!   loader, with Xen's `/chosen` bindings; reading dom0's report back;
+//! - [`hvlog`]: Armature's own lines in a console log shared with dom0:
+//!   lines where the two mixed, the boot stage timings;
 //! - [`bench`]: `cargo xtask bench`, boot times of bare Linux, Xen and
 //!   Armature with the same dom0, written to `docs/performance.md`;
 //! - [`paths`]: where everything lives, build locks, and atomic file output;
@@ -44,6 +46,7 @@ pub mod early_check;
 pub mod fdt;
 pub mod firmware;
 pub mod guest;
+pub mod hvlog;
 pub mod image;
 pub mod initramfs;
 pub mod paths;

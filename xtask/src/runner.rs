@@ -4,8 +4,11 @@
 //! failure markers that end the run at once as a failure (a crash dump
 //! header, `PANIC`, `FATAL`), an optional stop marker that ends it at once as
 //! a success (for runs that halt instead of powering off), a timeout, and
-//! whether the emulator must exit by itself with status 0. The emulator is
-//! started in its own process group with stdin closed, is killed by the
+//! whether the emulator must exit by itself with status 0, and optionally
+//! keys to type on the console once some text has appeared
+//! ([`Expect::input_after`]). The emulator is started in its own process
+//! group with stdin closed (a pipe the keys are typed into when the run has
+//! input), is killed by the
 //! kernel should the harness die first, and its whole group is killed when
 //! the run ends. The [`Outcome`] keeps the whole console log,
 //! the exit status and the time to each marker, and its [`Outcome::verdict`]
@@ -33,6 +36,21 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_LINGER: Duration = Duration::from_millis(250);
 /// How long the console is still read after a failure marker (the crash dump).
 const FAILURE_LINGER: Duration = Duration::from_secs(1);
+/// Typed input goes to the emulator this many bytes at a time…
+pub const INPUT_CHUNK: usize = 8;
+/// …with this pause after each piece: a guest's UART FIFO (16 bytes on
+/// QEMU's PL011, 32 in Armature's emulated one) is never flooded.
+pub const INPUT_PAUSE: Duration = Duration::from_millis(60);
+
+/// Keys to type on the console once some text has appeared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Input {
+    /// The text to wait for. It must appear after the previous input was
+    /// typed (anywhere in the console for the first input).
+    pub after: String,
+    /// What to type.
+    pub bytes: Vec<u8>,
+}
 
 /// What a run must show.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +61,8 @@ pub struct Expect {
     timeout: Duration,
     idle_timeout: Option<Duration>,
     clean_exit: bool,
+    inputs: Vec<Input>,
+    typing: (usize, Duration),
 }
 
 impl Default for Expect {
@@ -62,6 +82,8 @@ impl Expect {
             timeout: DEFAULT_TIMEOUT,
             idle_timeout: None,
             clean_exit: false,
+            inputs: Vec::new(),
+            typing: (INPUT_CHUNK, INPUT_PAUSE),
         }
     }
 
@@ -108,6 +130,30 @@ impl Expect {
         self.clean_exit = required;
         self
     }
+
+    /// Types `bytes` on the console (the emulator's stdin) once `marker`
+    /// has appeared. Inputs are typed in the order they are added, each
+    /// waiting for its marker in the output that follows the previous
+    /// input (so a shell prompt printed again after a command counts as a
+    /// new prompt). The bytes go [`INPUT_CHUNK`] at a time, [`INPUT_PAUSE`]
+    /// apart unless [`Expect::typing`] says otherwise. An input never typed
+    /// fails the run.
+    pub fn input_after(mut self, marker: impl Into<String>, bytes: impl AsRef<[u8]>) -> Self {
+        self.inputs.push(Input { after: marker.into(), bytes: bytes.as_ref().to_vec() });
+        self
+    }
+
+    /// How inputs are typed: `chunk` bytes at a time (at least 1), with
+    /// `pause` after each piece.
+    pub fn typing(mut self, chunk: usize, pause: Duration) -> Self {
+        self.typing = (chunk.max(1), pause);
+        self
+    }
+
+    /// The inputs, in order.
+    pub fn inputs(&self) -> &[Input] {
+        &self.inputs
+    }
 }
 
 /// How a run is shown and recorded (nothing here affects the verdict).
@@ -146,6 +192,15 @@ pub struct Monitor<'e> {
     hits: Vec<Option<Duration>>,
     failure: Option<(String, Duration)>,
     stopped: Option<Duration>,
+    /// Index of the next input to type.
+    next_input: usize,
+    /// Where in `raw` its marker is looked for (the console's length when
+    /// the previous input was typed).
+    input_from: usize,
+    /// How much of `raw` was searched for that marker already.
+    input_scanned: usize,
+    /// When each input was typed.
+    typed: Vec<Option<Duration>>,
 }
 
 /// What the latest console output means for the run.
@@ -177,6 +232,10 @@ impl<'e> Monitor<'e> {
             hits: vec![None; expect.markers.len()],
             failure: None,
             stopped: None,
+            next_input: 0,
+            input_from: 0,
+            input_scanned: 0,
+            typed: vec![None; expect.inputs.len()],
         }
     }
 
@@ -220,6 +279,26 @@ impl<'e> Monitor<'e> {
         Event::Continue
     }
 
+    /// The inputs whose markers have now appeared (each after the previous
+    /// input was typed), in order, marked as typed `at`: the caller types
+    /// them. Call after every [`Monitor::feed`].
+    pub fn due_inputs(&mut self, at: Duration) -> Vec<&'e Input> {
+        let mut due = Vec::new();
+        while let Some(input) = self.expect.inputs.get(self.next_input) {
+            let overlap = input.after.len().saturating_sub(1);
+            let from = self.input_from.max(self.input_scanned.saturating_sub(overlap));
+            if find(&self.raw[from..], input.after.as_bytes()).is_none() {
+                self.input_scanned = self.raw.len();
+                break;
+            }
+            due.push(input);
+            self.typed[self.next_input] = Some(at);
+            self.next_input += 1;
+            self.input_from = self.raw.len();
+        }
+        due
+    }
+
     /// Whether every ordered marker was seen.
     pub fn all_seen(&self) -> bool {
         self.next == self.expect.markers.len()
@@ -260,6 +339,17 @@ pub struct MarkerTime {
     pub at: Option<Duration>,
 }
 
+/// An input and when it was typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputTime {
+    /// The text it waited for.
+    pub after: String,
+    /// What it typed.
+    pub bytes: Vec<u8>,
+    /// Time from the start of the run, if it was typed.
+    pub at: Option<Duration>,
+}
+
 /// Everything about a finished run.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -277,6 +367,8 @@ pub struct Outcome {
     pub status: Option<ExitStatus>,
     /// Each ordered marker and when it appeared.
     pub markers: Vec<MarkerTime>,
+    /// Each input and when it was typed.
+    pub inputs: Vec<InputTime>,
     /// The first failure marker seen, and when.
     pub failure_marker: Option<(String, Duration)>,
     /// Time from start to end.
@@ -305,6 +397,15 @@ impl Outcome {
                 missing.len(),
                 self.markers.len(),
                 index + 1
+            ));
+        }
+        if let Some(i) = self.inputs.iter().position(|i| i.at.is_none()) {
+            let input = &self.inputs[i];
+            reasons.push(format!(
+                "input #{} ({:?}) was never typed: {:?} did not appear after the previous input",
+                i + 1,
+                String::from_utf8_lossy(&input.bytes),
+                input.after
             ));
         }
         if self.ending == Ending::TimedOut {
@@ -388,6 +489,13 @@ impl fmt::Display for RunFailure {
                 None => writeln!(f, "  [missing  ] {:?}", m.marker)?,
             }
         }
+        for i in &o.inputs {
+            let typed = String::from_utf8_lossy(&i.bytes);
+            match i.at {
+                Some(t) => writeln!(f, "  [{:7.3} s] typed {typed:?} after {:?}", t.as_secs_f64(), i.after)?,
+                None => writeln!(f, "  [not typed] {typed:?} after {:?}", i.after)?,
+            }
+        }
         if !o.stderr.trim().is_empty() {
             writeln!(f, "emulator stderr:\n{}", o.stderr.trim_end())?;
         }
@@ -442,7 +550,8 @@ fn kill_group(child: &mut Child) -> Option<ExitStatus> {
 /// [`Outcome::verdict`] says why.
 pub fn run(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> Result<Outcome> {
     let mut cmd = cmd;
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let stdin = if expect.inputs.is_empty() { Stdio::null() } else { Stdio::piped() };
+    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
     detach_and_tie(&mut cmd);
     let mut log_file = match &options.log_file {
         Some(p) => {
@@ -476,6 +585,24 @@ pub fn run(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> 
         let _ = etx.send(String::from_utf8_lossy(&s).into_owned());
     });
 
+    // Typing happens on its own thread, slowly, while the console is read.
+    // The pipe stays open until the run ends (the sender is dropped).
+    let typist = child.stdin.take().map(|mut stdin| {
+        let (itx, irx) = mpsc::channel::<Vec<u8>>();
+        let (chunk, pause) = expect.typing;
+        thread::spawn(move || {
+            for bytes in irx {
+                for piece in bytes.chunks(chunk) {
+                    if stdin.write_all(piece).and_then(|()| stdin.flush()).is_err() {
+                        return;
+                    }
+                    thread::sleep(pause);
+                }
+            }
+        });
+        itx
+    });
+
     let mut monitor = Monitor::new(expect);
     let deadline = start + expect.timeout;
     let mut ending: Option<Ending> = None;
@@ -506,6 +633,11 @@ pub fn run(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> 
                     let _ = f.write_all(&without_cr(&chunk));
                 }
                 let event = monitor.feed(&chunk, start.elapsed());
+                if let Some(typist) = &typist {
+                    for input in monitor.due_inputs(start.elapsed()) {
+                        let _ = typist.send(input.bytes.clone());
+                    }
+                }
                 if ending.is_none() {
                     let (e, linger) = match event {
                         Event::Continue => continue,
@@ -523,6 +655,7 @@ pub fn run(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> 
             }
         }
     }
+    drop(typist);
     // On EOF the emulator has exited (or is exiting): reap it. Otherwise
     // kill its whole process group.
     let status = if eof { child.wait().ok() } else { kill_group(&mut child) };
@@ -542,6 +675,12 @@ pub fn run(cmd: Command, shown: &str, expect: &Expect, options: &RunOptions) -> 
             .iter()
             .zip(&monitor.hits)
             .map(|(m, at)| MarkerTime { marker: m.clone(), at: *at })
+            .collect(),
+        inputs: expect
+            .inputs
+            .iter()
+            .zip(&monitor.typed)
+            .map(|(i, at)| InputTime { after: i.after.clone(), bytes: i.bytes.clone(), at: *at })
             .collect(),
         failure_marker: monitor.failure.clone(),
         elapsed,
@@ -738,5 +877,89 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# echo hello\nhello\n"), "{text}");
         assert!(text.contains("# PASS: exited with exit status: 0"), "{text}");
+    }
+
+    #[test]
+    fn input_is_typed_after_its_marker() {
+        // A fake emulator with two prompts, each answered through stdin.
+        let script = "printf 'name? '; read n; echo \"hello $n\"; printf 'again? '; read m; echo \"bye $m\"";
+        let expect = Expect::new()
+            .input_after("name? ", "world\n")
+            .input_after("again? ", "moon\n")
+            .markers(["hello world\n", "bye moon\n"])
+            .clean_exit(true)
+            .timeout(Duration::from_secs(20));
+        let outcome = run_sh(script, &expect);
+        outcome.assert_passed();
+        let typed: Vec<_> = outcome.inputs.iter().map(|i| i.at).collect();
+        assert!(typed.iter().all(Option::is_some), "{:?}", outcome.inputs);
+        assert!(typed[0] <= typed[1]);
+    }
+
+    #[test]
+    fn long_input_arrives_whole_in_pieces() {
+        // 3 pieces of INPUT_CHUNK bytes and a short one, read back in one line.
+        let line = "0123456789abcdefghijklmnopqrstu";
+        assert!(line.len() > 3 * INPUT_CHUNK);
+        let expect = Expect::new()
+            .input_after("ready\n", format!("{line}\n"))
+            .marker(format!("got {line}\n"))
+            .clean_exit(true)
+            .timeout(Duration::from_secs(20));
+        let outcome = run_sh("echo ready; read x; echo \"got $x\"", &expect);
+        outcome.assert_passed();
+        // Typed slowly: the pauses between the pieces add up.
+        assert!(outcome.elapsed >= 3 * INPUT_PAUSE, "{:?}", outcome.elapsed);
+        // A byte at a time.
+        let slow = expect.typing(1, Duration::from_millis(20));
+        let outcome = run_sh("echo ready; read x; echo \"got $x\"", &slow);
+        outcome.assert_passed();
+        assert!(outcome.elapsed >= Duration::from_millis(20) * line.len() as u32, "{:?}", outcome.elapsed);
+    }
+
+    #[test]
+    fn an_input_waits_for_its_marker_after_the_previous_input() {
+        let expect = Expect::new().input_after("p> ", "a\n").input_after("p> ", "b\n").input_after("", "c");
+        let mut m = Monitor::new(&expect);
+        assert_eq!(m.feed(b"boot\np", Duration::ZERO), Event::Continue);
+        assert!(m.due_inputs(Duration::ZERO).is_empty());
+        // The marker split across reads; the second prompt was printed
+        // before the first input was typed: it does not count for the second.
+        m.feed(b"> p> ", Duration::from_millis(1));
+        let due: Vec<_> = m.due_inputs(Duration::from_millis(1)).iter().map(|i| i.bytes.clone()).collect();
+        assert_eq!(due, [b"a\n".to_vec()]);
+        m.feed(b"a\nran a\n", Duration::from_millis(2));
+        assert!(m.due_inputs(Duration::from_millis(2)).is_empty());
+        // A new prompt: the second input, and the third (empty marker) with it.
+        m.feed(b"p> ", Duration::from_millis(3));
+        let due: Vec<_> = m.due_inputs(Duration::from_millis(3)).iter().map(|i| i.bytes.clone()).collect();
+        assert_eq!(due, [b"b\n".to_vec(), b"c".to_vec()]);
+        assert!(m.due_inputs(Duration::from_millis(4)).is_empty());
+        assert_eq!(
+            m.typed,
+            [Some(Duration::from_millis(1)), Some(Duration::from_millis(3)), Some(Duration::from_millis(3))]
+        );
+    }
+
+    #[test]
+    fn an_input_never_typed_fails_the_run() {
+        let expect = Expect::new()
+            .input_after("login: ", "root\n")
+            .marker("done")
+            .clean_exit(true)
+            .timeout(Duration::from_secs(20));
+        let outcome = run_sh("echo done", &expect);
+        let report = outcome.verdict().unwrap_err().to_string();
+        assert!(report.contains("input #1 (\"root\\n\") was never typed: \"login: \" did not appear"), "{report}");
+        assert!(report.contains("[not typed] \"root\\n\" after \"login: \""), "{report}");
+    }
+
+    #[test]
+    fn without_input_stdin_is_closed() {
+        // `read` sees end of file at once instead of waiting for the timeout.
+        let expect = Expect::new().marker("eof").clean_exit(true).timeout(Duration::from_secs(20));
+        let outcome = run_sh("read x || echo eof", &expect);
+        outcome.assert_passed();
+        assert!(outcome.inputs.is_empty());
     }
 }
