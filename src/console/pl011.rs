@@ -113,6 +113,13 @@ impl Pl011 {
         regs.imsc.modify(INT::RX::SET + INT::RT::SET);
     }
 
+    /// Unmasks the receive and receive-timeout interrupts as they are
+    /// (after [`disable_rx_interrupt`](Self::disable_rx_interrupt) for flow
+    /// control: bytes left in the FIFO raise the interrupt again).
+    pub fn unmask_rx_interrupt(&self) {
+        self.regs().imsc.modify(INT::RX::SET + INT::RT::SET);
+    }
+
     /// Masks the receive and receive-timeout interrupts.
     pub fn disable_rx_interrupt(&self) {
         self.regs().imsc.modify(INT::RX::CLEAR + INT::RT::CLEAR);
@@ -124,7 +131,10 @@ impl Pl011 {
     }
 
     /// Clears the receive interrupts and the receive errors (overrun,
-    /// break, parity, framing), after the FIFO has been drained.
+    /// break, parity, framing). Call it *before* draining the FIFO: a byte
+    /// that arrives during the drain then raises the interrupt again (a
+    /// PL011 raises RX only when data arrives; cleared after the drain, a
+    /// late byte's interrupt would be lost, and input with it).
     pub fn clear_rx_interrupt(&self) {
         self.regs().icr.write(INT::RX::SET + INT::RT::SET + INT::OE::SET + INT::BE::SET + INT::PE::SET + INT::FE::SET);
     }

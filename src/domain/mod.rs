@@ -865,6 +865,9 @@ fn emulate_uart(dom: &Domain, u: &DomainUart, frame: &mut ExceptionFrame, vcpu: 
             injected(vcpu, frame);
         }
     }
+    if !acc.write {
+        resume_console_input(u);
+    }
     uart_irq(dom, u, vcpu);
 }
 
@@ -891,9 +894,21 @@ fn start_console_input(dom: &Domain) {
 }
 
 /// What was typed: to dom0's UART, or to the hypervisor's debug keys.
+/// The interrupt is cleared before the FIFO is drained, so a byte arriving
+/// meanwhile raises it again. When dom0's receive FIFO is full, the rest
+/// waits in the physical UART (its interrupt masked) until dom0 reads:
+/// see [`resume_console_input`].
 fn console_input(dom: &Domain, me: usize) {
-    let Some(u) = dom.uart.as_ref() else { return };
-    while let Some(b) = crate::console::try_getc() {
+    let (Some(u), Some(uart)) = (dom.uart.as_ref(), crate::console::current_uart()) else { return };
+    uart.clear_rx_interrupt();
+    loop {
+        if INPUT.lock().focus() == Focus::Dom0 && u.dev.rx_space() < 2 {
+            // A switch sequence or a held Ctrl-A can release two bytes.
+            uart.disable_rx_interrupt();
+            RX_THROTTLED.store(true, Ordering::Release);
+            break;
+        }
+        let Some(b) = crate::console::try_getc() else { break };
         let event = INPUT.lock().feed(b);
         match event {
             Event::Held => {}
@@ -906,10 +921,22 @@ fn console_input(dom: &Domain, me: usize) {
             Event::Hypervisor(bytes) => bytes.as_slice().iter().for_each(|&b| debug_key(dom, b)),
         }
     }
-    if let Some(uart) = crate::console::current_uart() {
-        uart.clear_rx_interrupt();
-    }
     uart_irq(dom, u, me);
+}
+
+/// Whether console input waits for room in dom0's receive FIFO.
+static RX_THROTTLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Dom0 read from its UART: if input was held back for lack of room, let
+/// the physical UART interrupt again.
+fn resume_console_input(u: &DomainUart) {
+    if RX_THROTTLED.load(Ordering::Acquire)
+        && u.dev.rx_space() >= 2
+        && RX_THROTTLED.swap(false, Ordering::AcqRel)
+        && let Some(uart) = crate::console::current_uart()
+    {
+        uart.unmask_rx_interrupt();
+    }
 }
 
 /// A key typed while the hypervisor has the console's input.
