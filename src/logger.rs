@@ -33,6 +33,11 @@ pub fn write_timestamp(w: &mut impl Write, ticks: u64, freq: u64) -> fmt::Result
     write!(w, "[{secs:>5}.{micros:06}] ")
 }
 
+/// What every hypervisor log line starts with, so that it is told apart
+/// from a guest's console output on the same UART (Linux's printk lines
+/// have the same timestamp shape); Xen's lines start with `(XEN) `.
+pub const LINE_PREFIX: &str = "(armature) ";
+
 /// Writes one complete log line (without the trailing newline).
 pub fn write_line(
     w: &mut impl Write,
@@ -41,6 +46,7 @@ pub fn write_line(
     level: log::Level,
     args: &fmt::Arguments<'_>,
 ) -> fmt::Result {
+    w.write_str(LINE_PREFIX)?;
     write_timestamp(w, ticks, freq)?;
     let tag = match level {
         log::Level::Error => "ERROR ",
@@ -131,9 +137,9 @@ mod tests {
     fn line_has_level_tag_except_info() {
         let mut s = String::new();
         write_line(&mut s, 0, 1, log::Level::Warn, &format_args!("x={}", 5)).unwrap();
-        assert_eq!(s, "[    0.000000] WARN  x=5");
+        assert_eq!(s, "(armature) [    0.000000] WARN  x=5");
         s.clear();
         write_line(&mut s, 0, 1, log::Level::Info, &format_args!("hello")).unwrap();
-        assert_eq!(s, "[    0.000000] hello");
+        assert_eq!(s, "(armature) [    0.000000] hello");
     }
 }

@@ -1,13 +1,13 @@
 //! Reading Armature's own lines out of a console log shared with dom0.
 //!
 //! Armature writes its log and dom0's console (the emulated PL011) to the
-//! same UART. Its log lines are `[sssss.uuuuuu] LEVEL message` (`LEVEL` is
-//! `ERROR `, `WARN  `, `DEBUG ` or `TRACE `, nothing for info: see
-//! `src/logger.rs`) — the very shape of Linux's printk lines, whose
-//! timestamps count from Linux's own start. So a line is told to be
-//! Armature's by its message: [`HYPERVISOR_PREFIXES`] are messages only
-//! Armature prints (`d0: `, `d0v1: `, `timing: `, the console input switch,
-//! the debug keys' output).
+//! same UART. Its log lines are `(armature) [sssss.uuuuuu] LEVEL message`
+//! (`LEVEL` is `ERROR `, `WARN  `, `DEBUG ` or `TRACE `, nothing for info:
+//! see `src/logger.rs`): after the [`LINE_PREFIX`], the very shape of
+//! Linux's printk lines, whose timestamps count from Linux's own start. A
+//! line is Armature's if it starts with the prefix; messages only Armature
+//! prints ([`HYPERVISOR_PREFIXES`]: `d0: `, `d0v1: `, `timing: `, the
+//! console input switch, the debug keys' output) must only appear there.
 //!
 //! - [`mixed_lines`]: lines where the hypervisor's output and a guest's
 //!   share a line (the console ends a guest's unfinished line before each
@@ -15,6 +15,9 @@
 //! - [`Timings`]: the boot stage timings (`src/timing.rs`): one
 //!   `timing: <stage> at counter N (x.yyy ms since reset)` line per stage
 //!   and the `timing: stages (ms):` summary.
+
+/// What each of Armature's log lines starts with (`src/logger.rs`).
+pub const LINE_PREFIX: &str = "(armature) ";
 
 /// The log levels' tags after the timestamp (info has none).
 pub const LEVEL_TAGS: [&str; 4] = ["ERROR ", "WARN  ", "DEBUG ", "TRACE "];
@@ -57,8 +60,10 @@ pub fn timestamps_in(line: &str) -> usize {
     line.match_indices('[').filter(|&(i, _)| timestamp_len(&line[i..]).is_some()).count()
 }
 
-/// The message of a log-shaped line: after the timestamp and the level tag.
+/// The message of a log-shaped line (Armature's, with its prefix, or a
+/// printk line): after the timestamp and the level tag.
 pub fn message(line: &str) -> Option<&str> {
+    let line = line.strip_prefix(LINE_PREFIX).unwrap_or(line);
     let rest = &line[timestamp_len(line)?..];
     Some(LEVEL_TAGS.iter().find_map(|t| rest.strip_prefix(t)).unwrap_or(rest))
 }
@@ -76,7 +81,7 @@ pub fn hypervisor_token_at(s: &str) -> Option<usize> {
 
 /// Whether `line` is one of the hypervisor's log lines.
 pub fn is_hypervisor_line(line: &str) -> bool {
-    message(line).is_some_and(|m| hypervisor_token_at(m).is_some())
+    line.starts_with(LINE_PREFIX) && message(line).is_some()
 }
 
 /// Every line (1-based number, text) where the hypervisor's output shares
@@ -87,7 +92,9 @@ pub fn mixed_lines(log: &str) -> Vec<(usize, &str)> {
     for (n, line) in log.lines().enumerate() {
         let start = message(line).map(|m| line.len() - m.len());
         let stray = line.char_indices().any(|(i, _)| Some(i) != start && hypervisor_token_at(&line[i..]).is_some());
-        if stray || timestamps_in(line) > 1 {
+        let late_prefix = line.match_indices(LINE_PREFIX).any(|(i, _)| i != 0);
+        let unprefixed = start.is_some() && !line.starts_with(LINE_PREFIX) && message(line).and_then(hypervisor_token_at).is_some();
+        if stray || late_prefix || unprefixed || timestamps_in(line) > 1 {
             mixed.push((n + 1, line));
         }
     }
@@ -207,31 +214,31 @@ mod tests {
     /// From a real boot (direct, GICv3, 4 CPUs), shortened.
     const LOG: &str = "\
 Armature 0.1.0 (aarch64, platform qemu-virt)
-[    0.007160] timing: MMU on at counter 310629 (4.970 ms since reset)
-[    0.007324] timing: banner at counter 457198 (7.315 ms since reset)
-[    0.020833] Command line: \"dom0_mem=lots\"
-[    0.020900] WARN  cmdline: bad value \"lots\" for dom0_mem= ignored
-[    0.039065] timing: relocated at counter 2436799 (38.988 ms since reset)
-[    0.073984] timing: CPUs online at counter 4623935 (73.982 ms since reset)
-[    0.092044] d0: 512 MiB RAM at 0x00009fc00000-0x0000bfbfffff (1:1)
-[    0.120000] DEBUG d0: MMIO 0x000009010000-0x000009010fff passed through
-[    0.363323] *** Console input now goes to dom0 (press Ctrl-A three times to switch)
-[    0.363491] timing: dom0 built at counter 22717250 (363.476 ms since reset)
-[    0.365041] d0v0: entering at 0x9fc00000 (EL1, MMU off), x0 = 0xbfa00000
-[    0.366854] timing: dom0 entered at counter 22927879 (366.846 ms since reset)
-[    0.368803] timing: stages (ms): MMU on +4.970 banner +2.345 relocated +31.673 CPUs online +34.994 dom0 built +289.493 dom0 entered +3.370
+(armature) [    0.007160] timing: MMU on at counter 310629 (4.970 ms since reset)
+(armature) [    0.007324] timing: banner at counter 457198 (7.315 ms since reset)
+(armature) [    0.020833] Command line: \"dom0_mem=lots\"
+(armature) [    0.020900] WARN  cmdline: bad value \"lots\" for dom0_mem= ignored
+(armature) [    0.039065] timing: relocated at counter 2436799 (38.988 ms since reset)
+(armature) [    0.073984] timing: CPUs online at counter 4623935 (73.982 ms since reset)
+(armature) [    0.092044] d0: 512 MiB RAM at 0x00009fc00000-0x0000bfbfffff (1:1)
+(armature) [    0.120000] DEBUG d0: MMIO 0x000009010000-0x000009010fff passed through
+(armature) [    0.363323] *** Console input now goes to dom0 (press Ctrl-A three times to switch)
+(armature) [    0.363491] timing: dom0 built at counter 22717250 (363.476 ms since reset)
+(armature) [    0.365041] d0v0: entering at 0x9fc00000 (EL1, MMU off), x0 = 0xbfa00000
+(armature) [    0.366854] timing: dom0 entered at counter 22927879 (366.846 ms since reset)
+(armature) [    0.368803] timing: stages (ms): MMU on +4.970 banner +2.345 relocated +31.673 CPUs online +34.994 dom0 built +289.493 dom0 entered +3.370
 [    0.000000] Booting Linux on physical CPU 0x0000000000 [0x411fd070]
 [    0.093000] smp: Bringing up secondary CPUs ...
-[    1.939119] d0v0: PSCI CPU_ON vCPU1 at 0xa08f02c8 (context 0x0)
+(armature) [    1.939119] d0v0: PSCI CPU_ON vCPU1 at 0xa08f02c8 (context 0x0)
 [    0.269822] CPU1: Booted secondary processor 0x0000000001 [0x411fd070]
 ARMATURE-DOM0-USERSPACE-OK
 dom0: cpus 4
 dom0:/# echo typed-$((6*7))
 typed-42
 dom0:/# 
-[   12.000001] *** Console input now goes to the hypervisor (press Ctrl-A three times to switch; 'h' lists the debug keys)
-[   12.100000] 'h': list the debug keys
-[   12.200000] d0: VMID 1, 512 MiB RAM at 0x00009fc00000-0x0000bfbfffff, 4 vCPU(s), stage-2 root PA 0xbfffe000
+(armature) [   12.000001] *** Console input now goes to the hypervisor (press Ctrl-A three times to switch; 'h' lists the debug keys)
+(armature) [   12.100000] 'h': list the debug keys
+(armature) [   12.200000] d0: VMID 1, 512 MiB RAM at 0x00009fc00000-0x0000bfbfffff, 4 vCPU(s), stage-2 root PA 0xbfffe000
 ";
 
     #[test]
@@ -249,7 +256,9 @@ dom0:/#
         assert_eq!(hypervisor_token_at("d0v12: PSCI"), Some(7));
         assert_eq!(hypervisor_token_at("d0v: x"), None);
         assert_eq!(hypervisor_token_at("d0: 512 MiB"), Some(4));
-        assert!(is_hypervisor_line("[    0.120000] DEBUG d0: MMIO"));
+        assert!(is_hypervisor_line("(armature) [    0.120000] DEBUG d0: MMIO"));
+        assert!(!is_hypervisor_line("[    0.120000] DEBUG d0: MMIO"), "no prefix: not the hypervisor's");
+        assert_eq!(message("(armature) [    0.000001] WARN  d0v1: y"), Some("d0v1: y"));
         assert!(!is_hypervisor_line("[    0.093000] smp: Bringing up secondary CPUs ..."));
         assert!(!is_hypervisor_line("dom0: cpus 4"));
     }
@@ -262,20 +271,22 @@ dom0:/#
     #[test]
     fn mixed_lines_are_found() {
         // The prompt not ended before the switch message (no end_guest_line).
-        let glued = LOG.replace("dom0:/# \n[   12.000001]", "dom0:/# [   12.000001]");
+        let glued = LOG.replace("dom0:/# \n(armature) [   12.000001]", "dom0:/# (armature) [   12.000001]");
         let m = mixed_lines(&glued);
         assert_eq!(m.len(), 1, "{m:?}");
-        assert!(m[0].1.starts_with("dom0:/# [   12.000001] *** Console input"), "{m:?}");
+        assert!(m[0].1.starts_with("dom0:/# (armature) [   12.000001] *** Console input"), "{m:?}");
         // A vCPU's line in the middle of a Linux line.
         let glued = LOG.replace("Bringing up secondary CPUs ...\n", "Bringing up secondary ");
         let m = mixed_lines(&glued);
         assert_eq!(m.len(), 1, "{m:?}");
-        assert!(m[0].1.contains("secondary [    1.939119] d0v0: PSCI CPU_ON"), "{m:?}");
+        assert!(m[0].1.contains("secondary (armature) [    1.939119] d0v0: PSCI CPU_ON"), "{m:?}");
         // A guest's text after the hypervisor's (two timestamps on one line).
         let glued = LOG.replace("(context 0x0)\n", "(context 0x0)");
         assert_eq!(mixed_lines(&glued).len(), 1);
         // Guest text with no timestamp before a hypervisor token.
         assert_eq!(mixed_lines("typed-42d0v1: PSCI CPU_OFF\n").len(), 1);
+        // A hypervisor message without the prefix (printed as a guest's).
+        assert_eq!(mixed_lines("[    1.000000] d0v1: PSCI CPU_OFF\n").len(), 1);
     }
 
     #[test]
