@@ -27,7 +27,8 @@ pub struct Options {
     pub log_level: LevelFilter,
     /// `crashtest=`: fault on purpose after the banner (test builds only).
     pub crash_test: Option<CrashTest>,
-    /// `noreboot`/`poweroff`: what to do when there is nothing left to run.
+    /// `halt`/`poweroff`: what to do when there is nothing left to run
+    /// (power off by default; Xen's `noreboot` is accepted and ignored).
     pub power_off_when_done: bool,
     /// `dom0_mem=`: dom0's RAM in bytes (Xen syntax: `512M`, `1G`; of
     /// Xen's `512M,max:1G` form only the first size is used).

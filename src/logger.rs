@@ -1,6 +1,7 @@
 //! The `log` crate backend: every `log::info!` and friends end up on the console.
 //!
-//! Each line is `[seconds.micros] LEVEL message`, stamped with the Arm
+//! Each line is `(armature) [seconds.micros] LEVEL message` (the prefix
+//! tells it apart from a guest's console output), stamped with the Arm
 //! generic counter (time since the counter started, normally reset), and
 //! written under the console lock so lines never interleave. The level is set
 //! by the `loglvl=` option (Xen's names: `none`, `error`, `warning`, `info`,

@@ -3,8 +3,8 @@
 //! real PL011 for its own log.
 //!
 //! This module owns the *register model* only — pure logic, no hardware:
-//! trapped accesses come in through [`MmioDevice`] (add a [`Vpl011`] to the
-//! domain's [`MmioMap`](crate::mmio::MmioMap) with size [`SIZE`]), bytes the
+//! trapped accesses come in through [`MmioDevice`] (the domain decodes an
+//! access to its [`SIZE`]-byte page and calls the device), bytes the
 //! guest transmits go out through the sink given to [`Vpl011::new`], input
 //! comes in through [`Vpl011::push_rx`], and the interrupt output
 //! (`UARTINTR` = `(RIS & IMSC) != 0`) is read with [`Vpl011::irq_level`] or,
@@ -12,8 +12,8 @@
 //!
 //! # Wiring (the caller's job)
 //!
-//! - **MMIO.** `map.add(base, vpl011::SIZE, "vpl011", uart.clone())` with
-//!   the host UART's base (QEMU `virt`: `0x0900_0000`); stage 2 leaves the
+//! - **MMIO.** At the host UART's base (QEMU `virt`: `0x0900_0000`;
+//!   `emulate_uart` in `src/domain/mod.rs`); stage 2 leaves the
 //!   page unmapped so that every access traps. An `Err` from the device
 //!   (64-bit access, reserved offset, a write not starting at a register's
 //!   first byte) is a guest mistake: inject an abort, as for any MMIO error.
@@ -26,8 +26,9 @@
 //!   physical UART's own SPI belongs to the hypervisor.
 //! - **Output.** The sink is called with each byte, in order, with the
 //!   device's lock held: it must be quick and must not call back into the
-//!   device. Linux writes `\r\n`; [`crate::console::LineBuf`] turns the
-//!   bytes into lines for the log (`(d0) …`).
+//!   device. Dom0's sink writes each byte through to the console as it
+//!   comes (`Console::write_guest`): the hypervisor's own lines end an
+//!   unfinished guest line first, so the two never share a line.
 //! - **Input.** Bytes the console input switch gives to dom0
 //!   ([`crate::console::input`]) go to [`push_rx`](Vpl011::push_rx).
 //!

@@ -245,7 +245,7 @@ fn console_session(test: &str, gic: u8, chunk: usize, pause: Duration) {
         .input_after(TO_HYPERVISOR, "h")
         .markers([
             "'h': list the debug keys\n",
-            "'d': dump the vCPUs' registers and state\n",
+            "'d': dump the vCPUs' state\n",
             "'q': dump the domains\n",
             "'i': dump the virtual interrupt state\n",
             "'R': reset the machine\n",

@@ -301,10 +301,10 @@ fn build_dom0(
             spis.extend(u.spis.iter().copied());
         }
     }
-    extra.extend(pass.reserved_memory.iter().map(|r| r.region));
     spis.sort_unstable();
     spis.dedup();
     let exclude: alloc::vec::Vec<_> = uart.iter().map(|(r, _)| *r).collect();
+    let reserved: alloc::vec::Vec<_> = pass.reserved_memory.iter().map(|r| r.region).collect();
     let pages = pass.pages(&extra, &exclude);
     let bootargs = m.bootargs.unwrap_or("");
     info!("dom0: command line \"{bootargs}\"");
@@ -329,7 +329,7 @@ fn build_dom0(
         max_vcpus: opts.dom0_max_vcpus,
         conduit,
         gic: Some(gic),
-        devices: crate::domain::PassThrough { pages: &pages, spis: &spis },
+        devices: crate::domain::PassThrough { pages: &pages, memory: &reserved, spis: &spis },
         uart,
         make_dtb: &mut make_dtb,
     })

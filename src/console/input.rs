@@ -167,7 +167,7 @@ impl InputSwitch {
 pub enum DebugKey {
     /// `h`: list the keys ([`DebugKey::help`]).
     Help,
-    /// `d`: dump each vCPU's registers and state.
+    /// `d`: dump each vCPU's state (physical CPU, PSCI power state).
     DumpVcpus,
     /// `q`: dump the domains (memory, vCPU power states, MMIO regions).
     DumpDomains,
@@ -197,7 +197,7 @@ impl DebugKey {
     pub fn description(self) -> &'static str {
         match self {
             DebugKey::Help => "list the debug keys",
-            DebugKey::DumpVcpus => "dump the vCPUs' registers and state",
+            DebugKey::DumpVcpus => "dump the vCPUs' state",
             DebugKey::DumpDomains => "dump the domains",
             DebugKey::DumpInterrupts => "dump the virtual interrupt state",
             DebugKey::Reboot => "reset the machine",

@@ -125,6 +125,9 @@ pub struct HostGic {
 pub struct PassThrough<'s> {
     /// MMIO spans, whole pages, not overlapping.
     pub pages: &'s [Region],
+    /// `/reserved-memory` regions dom0's device tree keeps (shared buffers,
+    /// firmware tables): mapped 1:1 as Normal memory.
+    pub memory: &'s [Region],
     /// Their SPIs' INTIDs.
     pub spis: &'s [u32],
 }
@@ -355,7 +358,13 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
     let base = {
         let mut frames = FRAMES.lock();
         let frames = frames.as_mut().ok_or(DomainError::NoAllocator)?;
-        frames.alloc(mem / PAGE_SIZE, (2 << 20) / PAGE_SIZE).map_err(DomainError::Memory)?
+        // Below 4 GiB if it fits (32-bit DMA masters, as on Juno's low
+        // bank), else anywhere.
+        let (pages, align) = (mem / PAGE_SIZE, (2 << 20) / PAGE_SIZE);
+        match frames.alloc_below(PhysAddr::new(1 << 32), pages, align) {
+            Ok(base) => base,
+            Err(_) => frames.alloc(pages, align).map_err(DomainError::Memory)?,
+        }
     };
     let ram = Region { base: base.as_u64(), size: mem };
     info!("d0: {} MiB RAM at {} (1:1)", mem >> 20, ram);
@@ -406,6 +415,14 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
         s2.map(IntermediatePhysAddr::new(p.base), PhysAddr::new(p.base), p.size, dev, MapOptions::new())
             .map_err(DomainError::Map)?;
         log::debug!("d0: MMIO {p} passed through");
+    }
+    let rw = Attributes::new(MemoryType::Normal, Access::ReadWrite);
+    for m in devices.memory {
+        let base = m.base & !(PAGE_SIZE - 1);
+        let size = (m.end() - base).next_multiple_of(PAGE_SIZE);
+        s2.map(IntermediatePhysAddr::new(base), PhysAddr::new(base), size, rw, MapOptions::new())
+            .map_err(DomainError::Map)?;
+        info!("d0: reserved memory {m} passed through (1:1, Normal memory)");
     }
     info!(
         "d0: {} MMIO span(s), {} KiB in all, passed through (1:1, Device memory)",
