@@ -296,3 +296,30 @@ fn a_broken_console_does_not_loop() {
     assert_eq!(outcome.log, "", "nothing can be printed");
     assert_eq!(outcome.status.and_then(|s| s.code()), Some(firmware::exit::UNEXPECTED_EXCEPTION));
 }
+
+/// A spin-table board without PSCI firmware (its device tree has no
+/// `/psci`): Armature says it has no power control and goes on, the
+/// secondaries come up by spin table, and the final power-off becomes a
+/// halt (the firmware's SYSTEM_OFF is never called).
+#[test]
+fn no_psci_is_not_fatal() {
+    let test = "spin-table-no-psci";
+    let image = common::image(Arch::Aarch64, &[]);
+    let dir = common::scratch(test);
+    let boot = SpinTable::new(2, ReleaseLayout::PerCpu)
+        .prepare(&dir, &image)
+        .unwrap_or_else(|e| panic!("{test}: preparing the spin-table boot: {e}"));
+    common::fdtput(&boot.dtb, &["-r", "/psci"]);
+    let expect = Expect::new()
+        .markers([
+            "WARN  PSCI: required node /psci is missing; no firmware power control (CPU_OFF, SYSTEM_OFF): power-off requests halt",
+            "online via spin-table",
+            "CPUs online: 2 of 2",
+            "Boot complete",
+            "no PSCI firmware to power off: halting",
+        ])
+        .failure_markers(["PANIC", "----[ Armature", "FATAL"])
+        .stop_on("no PSCI firmware to power off: halting")
+        .timeout(common::BOOT_TIMEOUT);
+    common::boot(test, &boot.qemu, &expect);
+}

@@ -177,26 +177,17 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     info!("Boot plan from the device tree:");
     plan.report(&mut |line| info!("  {line}"));
 
+    // Without PSCI (a spin-table board), the boot goes on: secondary CPUs
+    // by spin table, but no power control (power-off becomes a halt).
     let conduit = match plan.psci.and_then(|p| p.ok_or(DtError::MissingNode("/psci"))) {
-        Ok(p) => p.conduit,
-        Err(e) => fatal(format_args!("PSCI: {e}; cannot control CPUs or power")),
-    };
-    let version = arch::firmware_call(conduit, psci::fid::VERSION, 0, 0, 0) as i32;
-    match psci::PsciError::from_return(version) {
-        Ok(v) => {
-            let (major, minor) = psci::version_parts(v);
-            info!("PSCI: firmware v{major}.{minor} via {conduit}");
-            // PSCI 1.0+: ask whether CPU_ON is there, rather than assume it.
-            if major >= 1 {
-                let cpu_on = if cfg!(target_arch = "aarch64") { psci::fid::CPU_ON_64 } else { psci::fid::CPU_ON_32 };
-                let r = arch::firmware_call(conduit, psci::fid::FEATURES, cpu_on.into(), 0, 0) as i32;
-                match psci::PsciError::from_return(r) {
-                    Ok(_) => info!("PSCI: CPU_ON ({cpu_on:#x}) supported (PSCI_FEATURES)"),
-                    Err(e) => warn!("PSCI: PSCI_FEATURES says CPU_ON ({cpu_on:#x}) is {}", e.name()),
-                }
-            }
+        Ok(p) => Some(p.conduit),
+        Err(e) => {
+            warn!("PSCI: {e}; no firmware power control (CPU_OFF, SYSTEM_OFF): power-off requests halt");
+            None
         }
-        Err(e) => warn!("PSCI: PSCI_VERSION failed: {}", e.name()),
+    };
+    if let Some(conduit) = conduit {
+        report_psci(conduit);
     }
 
     // The physical GIC: interrupt delivery to guests.
@@ -243,14 +234,39 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     }
 
     info!("Boot complete: no domains to run yet");
-    if opts.power_off_when_done {
+    if let (true, Some(conduit)) = (opts.power_off_when_done, conduit) {
         info!("Powering off via PSCI SYSTEM_OFF");
         let ret = arch::firmware_call(conduit, psci::fid::SYSTEM_OFF, 0, 0, 0) as i32;
         let why = psci::PsciError::from_return(ret).err().map(|e| e.name()).unwrap_or("returned");
         fatal(format_args!("PSCI SYSTEM_OFF failed: {why}"));
     }
-    info!("halt requested: stopping");
+    if opts.power_off_when_done {
+        info!("no PSCI firmware to power off: halting");
+    } else {
+        info!("halt requested: stopping");
+    }
     arch::halt();
+}
+
+/// Logs the firmware's PSCI version and whether it has CPU_ON.
+fn report_psci(conduit: crate::dt::Conduit) {
+    let version = arch::firmware_call(conduit, psci::fid::VERSION, 0, 0, 0) as i32;
+    match psci::PsciError::from_return(version) {
+        Ok(v) => {
+            let (major, minor) = psci::version_parts(v);
+            info!("PSCI: firmware v{major}.{minor} via {conduit}");
+            // PSCI 1.0+: ask whether CPU_ON is there, rather than assume it.
+            if major >= 1 {
+                let cpu_on = if cfg!(target_arch = "aarch64") { psci::fid::CPU_ON_64 } else { psci::fid::CPU_ON_32 };
+                let r = arch::firmware_call(conduit, psci::fid::FEATURES, cpu_on.into(), 0, 0) as i32;
+                match psci::PsciError::from_return(r) {
+                    Ok(_) => info!("PSCI: CPU_ON ({cpu_on:#x}) supported (PSCI_FEATURES)"),
+                    Err(e) => warn!("PSCI: PSCI_FEATURES says CPU_ON ({cpu_on:#x}) is {}", e.name()),
+                }
+            }
+        }
+        Err(e) => warn!("PSCI: PSCI_VERSION failed: {}", e.name()),
+    }
 }
 
 /// Builds and starts dom0 from its boot modules: returns only on error.
@@ -263,7 +279,7 @@ fn build_dom0(
     plan: &crate::dt::BootPlan<'_>,
     opts: &cmdline::Options,
     m: crate::dt::Dom0Modules<'_>,
-    conduit: crate::dt::Conduit,
+    conduit: Option<crate::dt::Conduit>,
     image: crate::dt::Region,
 ) -> crate::domain::DomainError {
     use crate::domain::DomainError;

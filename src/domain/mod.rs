@@ -217,8 +217,9 @@ pub struct Dom0Spec<'s> {
     pub mem: u64,
     /// Most vCPUs (`dom0_max_vcpus=`); never more than the online CPUs.
     pub max_vcpus: Option<usize>,
-    /// The firmware's PSCI conduit (for the hardware domain's SYSTEM_OFF).
-    pub conduit: Conduit,
+    /// The firmware's PSCI conduit (for the hardware domain's SYSTEM_OFF),
+    /// if there is PSCI firmware.
+    pub conduit: Option<Conduit>,
     /// The host GIC, for the vGIC.
     pub gic: Option<HostGic>,
     /// Host devices passed through.
@@ -256,7 +257,14 @@ const DTB_MAX: u64 = 2 << 20;
 /// `max_vcpus`), and runs its vCPU 0 on this CPU (the boot CPU). Returns
 /// only on error.
 pub fn start_dom0(spec: Dom0Spec<'_>) -> DomainError {
-    FIRMWARE_CONDUIT.store(if spec.conduit == Conduit::Hvc { 2 } else { 1 }, Ordering::Relaxed);
+    FIRMWARE_CONDUIT.store(
+        match spec.conduit {
+            Some(Conduit::Hvc) => 2,
+            Some(Conduit::Smc) => 1,
+            None => 0,
+        },
+        Ordering::Relaxed,
+    );
     let online = (crate::cpu::online_mask().trailing_ones() as usize).clamp(1, NR_CPUS);
     let nvcpus = spec.max_vcpus.map_or(online, |m| m.clamp(1, online));
     match build_dom0(spec, nvcpus) {
@@ -1002,7 +1010,16 @@ fn debug_key(dom: &Domain, byte: u8) {
     }
 }
 
+/// A PSCI call to the firmware (SYSTEM_OFF, SYSTEM_RESET); without PSCI
+/// firmware, the machine halts instead.
 fn firmware(f: u32) {
-    let c = if FIRMWARE_CONDUIT.load(Ordering::Relaxed) == 2 { Conduit::Hvc } else { Conduit::Smc };
+    let c = match FIRMWARE_CONDUIT.load(Ordering::Relaxed) {
+        2 => Conduit::Hvc,
+        1 => Conduit::Smc,
+        _ => {
+            log::error!("no PSCI firmware to carry out {f:#x}: halting");
+            crate::arch::halt()
+        }
+    };
     crate::arch::firmware_call(c, f, 0, 0, 0);
 }
