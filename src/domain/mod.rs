@@ -550,8 +550,15 @@ fn crash_domain(vcpu: usize, frame: &ExceptionFrame) -> ! {
 
 /// A synchronous trap from a guest: `frame` holds its registers and is
 /// updated for the return.
-/// The list registers are folded back first, so that what the handler
-/// reads of the vGIC (a guest's `ISPENDR`, say) is what the guest has done.
+///
+/// For most traps the list registers are folded back first, so that what
+/// the handler reads of the vGIC (a guest's `ISPENDR`, say) is what the
+/// guest has done, and refilled after. The frequent traps that do not read
+/// the vGIC (the emulated UART's registers: every character Linux prints;
+/// SGIs sent by the guest) leave them alone unless the handler made this
+/// vCPU's interrupts change ([`REFRESH`]): the hardware keeps what the
+/// guest does meanwhile, and the model's state of what is listed stays
+/// right.
 pub fn guest_sync(frame: &mut ExceptionFrame) {
     let vcpu = crate::cpu::this_cpu();
     let Some(dom) = DOM0.get() else {
@@ -559,10 +566,31 @@ pub fn guest_sync(frame: &mut ExceptionFrame) {
         log::error!("cpu{vcpu}: trap from a guest, but no domain exists");
         crate::arch::halt()
     };
+    let syn = Syndrome::new(frame.esr);
+    let leaves_lrs = match syn.ec {
+        0x18 => true,
+        0x24 => {
+            let ipa = mmio::fault_ipa(frame.far, guest::hpfar()).as_u64();
+            dom.uart.as_ref().is_some_and(|u| u.region.base <= ipa && ipa < u.region.end())
+        }
+        _ => false,
+    };
+    if leaves_lrs {
+        guest_sync_inner(dom, frame, vcpu);
+        if REFRESH[vcpu].swap(false, Ordering::Relaxed) {
+            fold_lrs(dom, vcpu);
+            flush_lrs(dom, vcpu);
+        }
+        return;
+    }
     fold_lrs(dom, vcpu);
     guest_sync_inner(dom, frame, vcpu);
     flush_lrs(dom, vcpu);
 }
+
+/// A vGIC change made by this physical CPU concerns its own vCPU: its list
+/// registers must be refreshed before it returns to the guest.
+static REFRESH: [core::sync::atomic::AtomicBool; NR_CPUS] = [const { core::sync::atomic::AtomicBool::new(false) }; NR_CPUS];
 
 fn guest_sync_inner(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
     let syn = Syndrome::new(frame.esr);
@@ -679,6 +707,7 @@ fn fold_lrs(dom: &Domain, vcpu: usize) {
 /// Fills the list registers with what is pending for `vcpu` now (last
 /// thing before every return to the guest).
 fn flush_lrs(dom: &Domain, vcpu: usize) {
+    REFRESH[vcpu].store(false, Ordering::Relaxed);
     let Some(v) = lr_delivery(dom) else { return };
     let mut lrs = [Lr::INVALID; MAX_LRS];
     match v.model.flush(vcpu, &mut lrs[..v.nr_lrs], 0xff) {
@@ -696,6 +725,9 @@ fn flush_lrs(dom: &Domain, vcpu: usize) {
 /// physical CPUs of other vCPUs that must refresh, and keeps each
 /// passed-through interrupt's physical state in step with the virtual one.
 fn apply(out: crate::vgic::Outcome, me: usize) {
+    if out.kick.contains(me) {
+        REFRESH[me].store(true, Ordering::Relaxed);
+    }
     kick(out.kick, me);
     for op in out.hw.as_slice() {
         let active = op.action == HwAction::Activate;
