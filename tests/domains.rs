@@ -195,3 +195,81 @@ fn irq_guest_matrix() {
         irq(&format!("aarch64-dom0-irq-gicv{gic}-smp{smp}"), gic, smp);
     }
 }
+
+/// The smp guest, checks across every vCPU: concurrent CPU_ON of one
+/// vCPU from all the others (exactly one SUCCESS per round; only with 3
+/// vCPUs or more, a SKIP line otherwise), each vCPU's virtual timer waking
+/// it from WFI within 250 ms of its deadline, more SGIs pending at once than
+/// there are list registers (the maintenance interrupt refills them), SGIs
+/// from every vCPU to every other (target list, and all-but-self), and one
+/// virtual counter offset for the domain (CNTVOFF_EL2), set when it was
+/// built: between the "CPUs online" and "dom0 built" boot timings.
+fn smp_guest(test: &str, gic: u8, smp: u32) {
+    let qemu = dom0(test, "smp", gic, smp);
+    let race = if smp >= 3 {
+        format!(
+            "d0v0: PASS cpu-on-race: 250 rounds of {} vCPUs calling CPU_ON on vCPU {} at once: one SUCCESS each round",
+            smp - 1,
+            smp - 1
+        )
+    } else {
+        format!("d0v0: SKIP cpu-on-race: {smp} vCPU(s): a race needs two callers and a third vCPU as the target")
+    };
+    let mut markers = vec![
+        "d0v0: smp guest: vCPU 0 up".to_string(),
+        format!("d0v0: smp guest: {smp} vCPU(s), each OFF before its CPU_ON (AFFINITY_INFO)"),
+        race,
+        "d0v0: PASS timer: vCPU 0 woke from WFI by its virtual timer 8 times".to_string(),
+        "d0v0: PASS lr-overflow: vCPU 0 took the 8 SGIs it had pending at once".to_string(),
+        format!("d0v0: PASS sgi: vCPU 0 took SGIs from each of the other {} vCPU(s)", smp - 1),
+        format!("d0v0: PASS sgi-matrix: {smp} x {} SGIs by target list and as many by all-but-self", smp - 1),
+    ];
+    if gic == 2 {
+        markers.push("d0v0: PASS sgi-source: every GICv2 SGI came with its sender's CPU ID".to_string());
+    }
+    markers.extend([
+        format!("d0v0: PASS cntvoff: CNTPCT - CNTVCT is one offset on all {smp} vCPU(s), between "),
+        "d0v0: smp guest: done, powering off".to_string(),
+        "d0: PSCI SYSTEM_OFF".to_string(),
+    ]);
+    let mut failures = vec!["FAIL", "PANIC", "----[ Armature", "FATAL", "crashed", "abort injected"];
+    if smp >= 3 {
+        failures.push("SKIP");
+    }
+    let expect = Expect::new().markers(markers).failure_markers(failures).timeout(BOOT_TIMEOUT);
+    let outcome = common::boot(test, &qemu, &expect);
+    for v in 1..smp {
+        for line in [
+            format!("d0v{v}: PASS timer: vCPU {v} woke from WFI by its virtual timer 8 times"),
+            format!("d0v{v}: PASS lr-overflow: vCPU {v} took the 8 SGIs"),
+            format!("d0v{v}: PASS sgi: vCPU {v} took SGIs from each of the other {} vCPU(s)", smp - 1),
+        ] {
+            assert!(outcome.log.contains(&line), "missing {line:?}\n{}", outcome.log);
+        }
+    }
+    // The offset was taken when the domain was built: after the CPUs came
+    // online, before the "dom0 built" stamp.
+    let number_after = |what: &str| -> u64 {
+        let line = outcome.line_with(what).unwrap_or_else(|| panic!("no {what:?} line\n{}", outcome.log));
+        let rest = &line[line.find(what).unwrap() + what.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap_or_else(|_| panic!("no number after {what:?} in {line:?}"))
+    };
+    let online = number_after("timing: CPUs online at counter ");
+    let built = number_after("timing: dom0 built at counter ");
+    let low = number_after(" vCPU(s), between ");
+    let high = number_after(&format!("between {low} and "));
+    assert!(
+        online <= high && low <= built,
+        "the domain's counter offset [{low}, {high}] is not between the CPUs-online ({online}) and dom0-built \
+         ({built}) counter values\n{}",
+        outcome.log
+    );
+}
+
+#[test]
+fn smp_guest_matrix() {
+    for (gic, smp) in MATRIX {
+        smp_guest(&format!("aarch64-dom0-smp-gicv{gic}-smp{smp}"), gic, smp);
+    }
+}

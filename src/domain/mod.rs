@@ -56,6 +56,10 @@ pub struct Domain {
     pub nvcpus: usize,
     /// Root of its stage-2 tables (for VTTBR_EL2).
     pub stage2_root: PhysAddr,
+    /// Its virtual counter offset (`CNTVOFF_EL2`, the same on every vCPU):
+    /// the physical counter when it was built, so that its virtual counter
+    /// starts near 0, as on Xen.
+    pub cntvoff: u64,
     /// Its stage-2 tables.
     pub stage2: spin::Mutex<PageTable<Stage2, FrameTables, Stage2Maintenance>>,
     /// Power state of each vCPU (PSCI).
@@ -300,7 +304,7 @@ fn run_here(dom: &Domain, vcpu: usize, start: StartInfo) -> ! {
     if vcpu == 0 {
         crate::timing::stamp(crate::timing::Stage::Dom0Entered);
     }
-    guest::run_vcpu(start.entry, start.context, crate::vgic::vcpu_mpidr(vcpu))
+    guest::run_vcpu(start.entry, start.context, crate::vgic::vcpu_mpidr(vcpu), dom.cntvoff)
 }
 
 /// Called by an idle physical CPU (`cpu`): if dom0's vCPU pinned to it has
@@ -484,6 +488,7 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
         ram,
         nvcpus,
         stage2_root,
+        cntvoff: crate::arch::counter(),
         stage2: spin::Mutex::new(s2),
         power: [const { VcpuPower::new() }; NR_CPUS],
         unhandled: UnhandledCalls::default(),
@@ -833,6 +838,14 @@ fn take_irqs(dom: &Domain, vcpu: usize) {
                 apply(out, vcpu);
             }
             gic::eoi(token); // priority drop; the guest deactivates it
+        } else if id == gic::MAINTENANCE_INTID {
+            // The list registers need a refill, which the flush on the way
+            // back does. Their condition (UIE/NPIE) holds until then: turn
+            // it off first, or the (level) interrupt comes back at once,
+            // forever.
+            gic::set_hcr(0);
+            gic::eoi(token);
+            gic::deactivate(token);
         } else {
             gic::eoi(token);
             gic::deactivate(token);

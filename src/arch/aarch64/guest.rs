@@ -83,10 +83,11 @@ unsafe extern "C" {
 }
 
 /// Starts a vCPU at EL1h with its MMU off and interrupts masked, at `pc`
-/// with `x0` (the guest's DTB) and virtual MPIDR `vmpidr`, on this physical
-/// CPU, under the stage-2 tables loaded by [`load_stage2`]. Never returns:
-/// from now on this CPU runs the guest and handles its traps.
-pub fn run_vcpu(pc: u64, x0: u64, vmpidr: u64) -> ! {
+/// with `x0` (the guest's DTB), virtual MPIDR `vmpidr` and its domain's
+/// virtual counter offset `cntvoff`, on this physical CPU, under the
+/// stage-2 tables loaded by [`load_stage2`]. Never returns: from now on
+/// this CPU runs the guest and handles its traps.
+pub fn run_vcpu(pc: u64, x0: u64, vmpidr: u64, cntvoff: u64) -> ! {
     // HCR_EL2: stage 2 on; physical IRQ/FIQ/SError to EL2 and virtual ones
     // to the guest; SMC trapped (SMCCC goes through the hypervisor); set/way
     // cache operations made safe; EL1 is AArch64. WFI/WFE are not trapped:
@@ -101,9 +102,11 @@ pub fn run_vcpu(pc: u64, x0: u64, vmpidr: u64) -> ! {
             + HCR_EL2::RW::EL1IsAarch64,
     );
     VMPIDR_EL2.set(vmpidr | (1 << 31));
-    // The guest may read the physical counter and use the physical timer.
+    // The guest may read the physical counter and use the physical timer;
+    // its virtual counter runs from its domain's offset (one per domain, so
+    // every vCPU's virtual counter agrees).
     CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCEN::SET + CNTHCTL_EL2::EL1PCTEN::SET);
-    CNTVOFF_EL2.set(0);
+    CNTVOFF_EL2.set(cntvoff);
     // SCTLR_EL1 in its reset-like state: MMU and caches off, RES1 bits.
     const SCTLR_EL1_RES1: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
     SCTLR_EL1.set(SCTLR_EL1_RES1);

@@ -3,8 +3,9 @@
  * multiboot,kernel module) and enters it at EL1 with the MMU off. It prints
  * through Armature's console hypercall and checks, one line each:
  *   - PSCI_VERSION over HVC answers 1.1;
- *   - a read of guest-physical 0xb000000 (a hole in QEMU virt's map, no
- *     device in the device tree, so nothing dom0 is given) comes back as a data
+ *   - a read of guest-physical 0x0b000000 (nothing there on QEMU virt:
+ *     between the virtio-mmio transports and the platform bus; dom0 gets
+ *     every host device, the flash at 0 included) comes back as a data
  *     abort injected into the guest (EC 0x25), and the guest goes on;
  *   - a read right above its RAM also aborts: with the page allocator
  *     handing out memory from the top, that is the hypervisor's own memory
@@ -36,10 +37,9 @@ entry:
         csel    x0, x0, x1, eq
         bl      puts
 
-        /* Nothing at guest-physical 0xb000000: the read must abort. (Not
-           0x1000: the flash at 0 is a device dom0 is given.) */
+        /* Nothing at guest-physical 0x0b000000: the read must abort. */
         mov     x20, #0
-        mov     x1, #0xb000000
+        movz    x1, #0x0b00, lsl #16
         ldr     x2, [x1]
         cmp     x20, #1
         adr     x0, msg_abort_pass
