@@ -839,25 +839,18 @@ fn take_irqs(dom: &Domain, vcpu: usize) {
             }
             gic::eoi(token); // priority drop; the guest deactivates it
         } else if id == gic::MAINTENANCE_INTID {
-            // The list registers need a refill, which the flush on the way
-            // back does. Their condition (UIE/NPIE) holds until then: turn
-            // it off first, or the (level) interrupt comes back at once,
-            // forever.
+            // Level-sensitive: it stays asserted while its condition holds
+            // (underflow or no-pending with UIE/NPIE, an EOI'd list
+            // register with its EOI bit), and only the flush on the way
+            // back rewrites the list registers. Turn UIE/NPIE off and stop
+            // here: taking it again would loop forever (it did, on GICv2).
             gic::set_hcr(0);
             gic::eoi(token);
             gic::deactivate(token);
+            break;
         } else {
             gic::eoi(token);
             gic::deactivate(token);
-            if id == gic::MAINTENANCE_INTID {
-                // Level-sensitive: it stays asserted while its condition
-                // holds (an EOI'd list register with its EOI bit, an
-                // underflow), and only the flush that follows rewrites the
-                // list registers. Taking it again here would loop forever
-                // (as it did on GICv2); stop, and let the flush clear it.
-                gic::set_hcr(0);
-                break;
-            }
             if id != gic::KICK_SGI {
                 warn!("d0v{vcpu}: unexpected physical interrupt {id}");
             }
