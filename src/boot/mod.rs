@@ -286,7 +286,7 @@ fn build_dom0(
     use alloc::string::ToString;
     let host_gic = match plan.gic.as_ref() {
         Ok(g) => g,
-        Err(e) => return DomainError::Dt(e.clone()),
+        Err(e) => return DomainError::Dt(*e),
     };
     let gic = crate::domain::HostGic {
         version: host_gic.version,

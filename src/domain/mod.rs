@@ -350,6 +350,7 @@ fn module(r: Region) -> &'static [u8] {
 /// Dom0's memory: the kernel at `text_offset` from the (2 MiB aligned)
 /// base, the device tree in the last 2 MiB, the ramdisk right below it.
 /// Returns (entry, DTB address, ramdisk place).
+#[allow(clippy::result_large_err)]
 fn place(ram: Region, text_offset: u64, image_size: u64, ramdisk: Option<u64>) -> Result<(u64, u64, Option<Region>), DomainError> {
     let entry = ram.base + text_offset;
     let kernel_end = entry + image_size;
