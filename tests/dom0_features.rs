@@ -114,7 +114,7 @@ fn check(test: &str, outcome: &Outcome, ok: bool, what: &str) {
 fn dom0(hv_args: &str) -> Dom0 {
     let kernel = xtask::debian::kernel().unwrap_or_else(|e| panic!("{e}"));
     let (_, busybox) = xtask::debian::busybox().unwrap_or_else(|e| panic!("{e}"));
-    let initrd = xtask::initramfs::dom0_initramfs(&busybox).unwrap_or_else(|e| panic!("{e}"));
+    let initrd = xtask::initramfs::dom0_initramfs(&busybox, &kernel.modules).unwrap_or_else(|e| panic!("{e}"));
     let mut d = Dom0::new(Hypervisor::Armature, &kernel.image, &initrd, CPUS);
     d.hv_args = hv_args.to_string();
     d

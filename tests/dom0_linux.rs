@@ -6,6 +6,14 @@
 //! `/proc/interrupts`, the kernel's PSCI, GIC and arch timer lines; then
 //! dom0 powers off and QEMU must exit with 0.
 //!
+//! Each machine also has a data disk on virtio-mmio (1 MiB of known
+//! content) and a `virtio-rng-pci` on the PCIe host bridge
+//! (`dom0::with_devices`), both passed through to dom0: its `/init` loads
+//! the virtio modules, and must find the disk bound to `virtio_blk` and
+//! read its first 4 KiB back with the right md5, find the PCI device bound
+//! to `virtio-pci` and read `/dev/hwrng`, and the interrupt counts of both
+//! must increase while they are read (`Report::device_problems`).
+//!
 //! The kernel, busybox and Xen come from Debian (`xtask::debian`, fetched
 //! with apt into the download cache on first use). The same recipes and
 //! checks boot Xen 4.17 in the `#[ignore]`d `xen_*` tests, which prove the
@@ -44,7 +52,7 @@ fn dom0_linux(test: &str, hv: Hypervisor, loader: Loader, gic: u8) -> Outcome {
     let fail = |e: xtask::Error| -> ! { panic!("{test}: {e}") };
     let kernel = xtask::debian::kernel().unwrap_or_else(|e| fail(e));
     let (_, busybox) = xtask::debian::busybox().unwrap_or_else(|e| fail(e));
-    let initrd = xtask::initramfs::dom0_initramfs(&busybox).unwrap_or_else(|e| fail(e));
+    let initrd = xtask::initramfs::dom0_initramfs(&busybox, &kernel.modules).unwrap_or_else(|e| fail(e));
     let (image, image_file, first) = match hv {
         Hypervisor::Armature => {
             (common::image(Arch::Aarch64, &[]).bin, IMAGE_FILE, format!("Armature {}", env!("CARGO_PKG_VERSION")))
@@ -54,6 +62,10 @@ fn dom0_linux(test: &str, hv: Hypervisor, loader: Loader, gic: u8) -> Outcome {
     let d = Dom0::new(hv, &kernel.image, &initrd, CPUS);
     let dir = scratch(test);
     let qemu = Qemu::aarch64().gic(gic).smp(CPUS).memory(MEMORY);
+    // Before U-Boot's boot disk: QEMU gives the first virtio-mmio device the
+    // highest transport and U-Boot numbers disks from the lowest, so the
+    // boot disk stays U-Boot's `virtio 0`.
+    let qemu = dom0::with_devices(qemu, &dir).unwrap_or_else(|e| fail(e));
     let (qemu, earlier) = match loader {
         Loader::Uboot => {
             let boot = dom0::uboot(&dir, &image, image_file, &d, Environment::Fast).unwrap_or_else(|e| fail(e));
@@ -83,6 +95,17 @@ fn check_report(test: &str, outcome: &Outcome) {
     for l in report.interrupts.iter().take(3) {
         summary.push_str(&format!("# interrupts: {l}\n"));
     }
+    for l in report.virtio.iter().filter(|l| !l.contains("driver -")).chain(&report.pci) {
+        summary.push_str(&format!("# device: {l}\n"));
+    }
+    for l in report.disk_reads.iter().chain(&report.hwrng) {
+        summary.push_str(&format!("# used: {l}\n"));
+    }
+    for (when, lines) in [("before", &report.device_irqs_before), ("after", &report.device_irqs_after)] {
+        for l in lines {
+            summary.push_str(&format!("# irqs {when}: {l}\n"));
+        }
+    }
     for l in &report.dmesg {
         summary.push_str(&format!("# dmesg: {l}\n"));
     }
@@ -90,7 +113,8 @@ fn check_report(test: &str, outcome: &Outcome) {
         let _ = f.write_all(summary.as_bytes());
     }
     eprint!("{test}:{summary}");
-    let problems = report.problems(CPUS);
+    let mut problems = report.problems(CPUS);
+    problems.extend(report.device_problems(dom0::DATA_DISK_MD5));
     assert!(
         problems.is_empty(),
         "{test}: dom0's report is wrong:\n  - {}\n----- console log -----\n{}",

@@ -188,7 +188,7 @@ pub struct Inputs {
 pub fn prepare(opts: &Options) -> Result<Inputs> {
     let kernel = crate::debian::kernel()?;
     let (busybox, bb) = crate::debian::busybox()?;
-    let initrd = crate::initramfs::dom0_initramfs(&bb)?;
+    let initrd = crate::initramfs::dom0_initramfs(&bb, &kernel.modules)?;
     let xen = if opts.stacks.contains(&Stack::Xen) { Some(crate::debian::xen()?) } else { None };
     let (mut armature, mut armature_error) = (None, None);
     if opts.stacks.contains(&Stack::Armature) {

@@ -16,9 +16,19 @@
 //!    triggers one `apt-get update` and a second look;
 //! 4. `apt-get download <name>:arm64=<version>` into a temporary directory of
 //!    the cache, then only the files needed are extracted
-//!    (`dpkg-deb --fsys-tarfile | tar -x`; the kernel package's modules are
-//!    left out) into `debian/<name>_<version>_arm64/`, published by a rename
-//!    once complete; the `.deb` is deleted.
+//!    (`dpkg-deb --fsys-tarfile | tar -x`) into
+//!    `debian/<name>_<version>_arm64/`, published by a rename once complete;
+//!    the `.deb` is deleted. Of the kernel package's modules only those of
+//!    [`DOM0_MODULES`] and the other virtio modules (where their
+//!    dependencies are) are kept: a second extraction ([`extract_more`],
+//!    marked by its own `.complete-modules`) adds them under `lib/modules/`
+//!    of the same directory, so a copy cached before they were needed gets
+//!    them without being replaced. Debian 12 ships no `modules.dep` (depmod
+//!    makes it on installation): the load order comes from each module's
+//!    `.modinfo` `depends=` ([`kernel_modules`]). Compressed modules
+//!    (`.ko.xz`, as in newer Debian releases) are decompressed with the host's
+//!    `xz`: busybox's `insmod` does not pass the kernel
+//!    `MODULE_INIT_COMPRESSED_FILE`. Debian 12's are not compressed.
 //!
 //! Everything is idempotent: a package whose directory exists is not fetched
 //! again, and apt is asked only for names and versions (no root needed once
@@ -61,13 +71,43 @@ impl Fetched {
     }
 }
 
-/// The Linux kernel: the package and its `Image`.
+/// The Linux kernel: the package, its `Image` and dom0's modules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kernel {
     /// The package.
     pub package: Fetched,
     /// `/boot/vmlinuz-<abi>-arm64` inside it: an uncompressed arm64 Image.
     pub image: PathBuf,
+    /// [`DOM0_MODULES`] and what they depend on, in load order.
+    pub modules: Vec<KernelModule>,
+}
+
+/// The kernel modules dom0's initramfs loads (paths under
+/// `lib/modules/<abi>/`, without a compression suffix): the virtio-mmio and
+/// virtio-pci transports, the block driver and the entropy source. Debian's
+/// kernel has the virtio core built in, these as modules.
+pub const DOM0_MODULES: [&str; 4] = [
+    "kernel/drivers/virtio/virtio_mmio.ko",
+    "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/drivers/block/virtio_blk.ko",
+    "kernel/drivers/char/hw_random/virtio-rng.ko",
+];
+
+/// Where the modules other than [`DOM0_MODULES`] may be: their
+/// dependencies must be found here.
+const MODULE_DIRS: [&str; 1] = ["kernel/drivers/virtio"];
+
+/// One kernel module, ready for `insmod`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelModule {
+    /// The module's name (`virtio_rng`: `-` become `_`).
+    pub name: String,
+    /// Its path under `lib/modules/<abi>/` (`kernel/drivers/char/hw_random/virtio-rng.ko`).
+    pub path: String,
+    /// The uncompressed module (an ELF relocatable object).
+    pub data: Vec<u8>,
+    /// The modules it needs loaded first (`depends=` of its `.modinfo`).
+    pub depends: Vec<String>,
 }
 
 /// `<cache>/debian`.
@@ -89,7 +129,19 @@ pub fn kernel() -> Result<Kernel> {
             &["./boot/vmlinuz-*"],
         )?;
         let image = find_vmlinuz(&package.root)?;
-        Ok(Kernel { package, image })
+        let members: Vec<String> = std::iter::once("./lib/modules/*/modules.builtin".to_string())
+            .chain(MODULE_DIRS.iter().map(|d| format!("./lib/modules/*/{d}/*.ko*")))
+            // (tar reports a member two patterns match as missing for the second)
+            .chain(
+                DOM0_MODULES
+                    .iter()
+                    .filter(|m| !MODULE_DIRS.iter().any(|d| m.rsplit_once('/').is_some_and(|(dir, _)| dir == *d)))
+                    .map(|m| format!("./lib/modules/*/{m}*")),
+            )
+            .collect();
+        extract_more(&package, "modules", &members)?;
+        let modules = kernel_modules(&package.root, &DOM0_MODULES)?;
+        Ok(Kernel { package, image, modules })
     })
     .clone()
 }
@@ -115,6 +167,115 @@ pub fn xen() -> Result<(Fetched, PathBuf)> {
         .min()
         .ok_or_else(|| Error::new(format!("{} has no xen-<version>-arm64 image in /boot", p.describe())))?;
     Ok((p, bin))
+}
+
+/// The modules `wanted` (paths under `lib/modules/<abi>/` of `root`, as in
+/// [`DOM0_MODULES`]) and those they depend on, dependencies first; modules
+/// the kernel has built in (`modules.builtin`) are left out.
+pub fn kernel_modules(root: &Path, wanted: &[&str]) -> Result<Vec<KernelModule>> {
+    let base = root.join("lib/modules");
+    let abi = std::fs::read_dir(&base)
+        .context(|| format!("reading {}", base.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("modules.builtin").is_file())
+        .min()
+        .ok_or_else(|| Error::new(format!("no lib/modules/<abi>/modules.builtin in {}", root.display())))?;
+    let builtin = paths::read(&abi.join("modules.builtin"))?;
+    let builtin: Vec<String> = String::from_utf8_lossy(&builtin).lines().map(module_name).collect();
+    // Every module extracted, by name.
+    let mut files = Vec::new();
+    let mut stack = vec![abi.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).context(|| format!("reading {}", dir.display()))?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some((path, _)) =
+                p.strip_prefix(&abi).ok().and_then(|r| r.to_str()).and_then(split_compression)
+            {
+                files.push((module_name(path), path.to_string(), p.clone()));
+            }
+        }
+    }
+    files.sort();
+    let mut out: Vec<KernelModule> = Vec::new();
+    // Depth-first, dependencies first; `visiting` catches cycles.
+    fn visit(
+        name: &str,
+        wanted_by: &str,
+        files: &[(String, String, PathBuf)],
+        builtin: &[String],
+        visiting: &mut Vec<String>,
+        out: &mut Vec<KernelModule>,
+    ) -> Result<()> {
+        if out.iter().any(|m| m.name == name) || builtin.iter().any(|b| b == name) {
+            return Ok(());
+        }
+        if visiting.iter().any(|v| v == name) {
+            return Err(Error::new(format!("kernel modules depend on each other in a cycle: {visiting:?}")));
+        }
+        let Some((_, path, file)) = files.iter().find(|(n, _, _)| n == name) else {
+            return Err(Error::new(format!(
+                "kernel module {name} (needed by {wanted_by}) is neither extracted nor built in; \
+                 add its directory to debian::MODULE_DIRS"
+            )));
+        };
+        let data = read_module(file)?;
+        let depends = module_depends(&data).context(|| format!("reading the .modinfo of {}", file.display()))?;
+        visiting.push(name.to_string());
+        for d in &depends {
+            visit(d, name, files, builtin, visiting, out)?;
+        }
+        visiting.pop();
+        out.push(KernelModule { name: name.to_string(), path: path.clone(), data, depends });
+        Ok(())
+    }
+    for w in wanted {
+        visit(&module_name(w), "dom0", &files, &builtin, &mut Vec::new(), &mut out)?;
+    }
+    Ok(out)
+}
+
+/// `kernel/drivers/char/hw_random/virtio-rng.ko` → `virtio_rng`.
+pub fn module_name(path: &str) -> String {
+    let path = split_compression(path).map_or(path, |(p, _)| p);
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.strip_suffix(".ko").unwrap_or(file).replace('-', "_")
+}
+
+/// A module's path without its compression suffix, and the suffix
+/// (`""` when uncompressed); None for what is not a module.
+fn split_compression(path: &str) -> Option<(&str, &str)> {
+    ["", ".xz", ".zst", ".gz"].into_iter().find_map(|ext| {
+        let p = path.strip_suffix(ext)?;
+        p.ends_with(".ko").then_some((p, ext))
+    })
+}
+
+/// A module file's contents, decompressed (`.ko.xz` with the host's `xz`).
+fn read_module(file: &Path) -> Result<Vec<u8>> {
+    let name = file.to_str().unwrap_or_default();
+    match split_compression(name).map(|(_, ext)| ext) {
+        Some("") => paths::read(file),
+        Some(".xz") => Ok(run_checked(tool("xz", "xz-utils")?.arg("-dc").arg(file), &format!("xz -dc {name}"))?.stdout),
+        _ => Err(Error::new(format!("{name}: unsupported module compression (busybox's insmod needs plain .ko)"))),
+    }
+}
+
+/// The `depends=` of a module's `.modinfo` section (module names).
+pub fn module_depends(module: &[u8]) -> Result<Vec<String>> {
+    use object::{Object, ObjectSection};
+    let file = object::File::parse(module).map_err(|e| Error::new(format!("not an ELF object: {e}")))?;
+    let section = file.section_by_name(".modinfo").ok_or_else(|| Error::new("no .modinfo section"))?;
+    let data = section.data().map_err(|e| Error::new(format!("unreadable .modinfo: {e}")))?;
+    Ok(data
+        .split(|&b| b == 0)
+        .filter_map(|s| std::str::from_utf8(s).ok()?.strip_prefix("depends="))
+        .flat_map(|d| d.split(','))
+        .filter(|d| !d.is_empty())
+        .map(|d| d.replace('-', "_"))
+        .collect())
 }
 
 fn is_xen_image(name: &str) -> bool {
@@ -264,6 +425,60 @@ fn download(name: &str, version: &str, members: &[String]) -> Result<Fetched> {
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result.map(|()| done())
+}
+
+/// Adds the files matching `members` of the package to its extracted copy
+/// `p`, once (marked by `.complete-<tag>`): the package is downloaded again,
+/// its matching files extracted aside and moved into `p.root` (what is
+/// there already stays, so processes using it are not disturbed).
+pub fn extract_more(p: &Fetched, tag: &str, members: &[String]) -> Result<()> {
+    let marker = p.root.join(format!("{COMPLETE}-{tag}"));
+    if marker.is_file() {
+        return Ok(());
+    }
+    let cache = cache();
+    let _lock = paths::build_lock(&cache)?;
+    if marker.is_file() {
+        return Ok(());
+    }
+    let (name, version) = (&p.name, &p.version);
+    let tmp = cache.join(format!(".fetch-{}-{name}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
+    let result = (|| {
+        eprintln!("[xtask] downloading {name}:{ARCH} {version} again for its {tag}");
+        let _ = Command::new("chown").arg("_apt").arg(&tmp).stderr(Stdio::null()).status();
+        run_checked(
+            tool("apt-get", "apt")?.current_dir(&tmp).arg("download").arg(format!("{name}:{ARCH}={version}")),
+            &format!("apt-get download {name}:{ARCH}={version} (for its {tag})"),
+        )?;
+        let deb = std::fs::read_dir(&tmp)
+            .context(|| format!("reading {}", tmp.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .ok_or_else(|| Error::new(format!("apt-get download of {name} left no .deb in {}", tmp.display())))?;
+        let out = tmp.join("root");
+        std::fs::create_dir_all(&out).context(|| format!("creating {}", out.display()))?;
+        extract(&deb, &out, members)?;
+        merge_into(&out, &p.root)?;
+        std::fs::write(&marker, members.join("\n") + "\n").context(|| format!("writing {}", marker.display()))
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// Moves everything of `from` into `to`, keeping what `to` has.
+fn merge_into(from: &Path, to: &Path) -> Result<()> {
+    for e in std::fs::read_dir(from).context(|| format!("reading {}", from.display()))?.flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() && dst.is_dir() {
+            merge_into(&src, &dst)?;
+        } else if !dst.exists() {
+            std::fs::rename(&src, &dst).context(|| format!("moving {} to {}", src.display(), dst.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Extracts the files matching `members` (tar wildcards) of `deb` into `out`.
@@ -474,6 +689,17 @@ mod tests {
         let f = newest_cached(&dir, &|n: &str| n.starts_with("linux-image-")).unwrap();
         assert_eq!((f.name.as_str(), f.version.as_str()), ("linux-image-6.1.0-50-arm64-unsigned", "6.1.176-1"));
         assert!(newest_cached(&dir, &|n: &str| n == "busybox-static").is_none());
+    }
+
+    #[test]
+    fn module_names_and_compression() {
+        assert_eq!(module_name("kernel/drivers/char/hw_random/virtio-rng.ko"), "virtio_rng");
+        assert_eq!(module_name("kernel/drivers/virtio/virtio_pci.ko.xz"), "virtio_pci");
+        assert_eq!(module_name("virtio_blk"), "virtio_blk");
+        assert_eq!(split_compression("a/b.ko.xz"), Some(("a/b.ko", ".xz")));
+        assert_eq!(split_compression("a/b.ko"), Some(("a/b.ko", "")));
+        assert_eq!(split_compression("modules.builtin"), None);
+        assert!(module_depends(b"not an ELF").is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //! benchmark's baseline.
 
 use crate::initramfs::{DONE_MARKER, SHELL_WORD, USERSPACE_MARKER};
-use crate::qemu::Qemu;
+use crate::qemu::{Drive, Qemu};
 use crate::runner::Expect;
 use crate::uboot::{self, BootScript, Environment, Module, UbootBoot};
 use crate::{Arch, Context, Result};
@@ -227,6 +227,35 @@ pub fn direct(qemu: Qemu, hv_image: &Path, dom0: &Dom0, dir: &Path) -> Result<Qe
     Ok(qemu.kernel(hv_image).dtb(&dtb).load_at(&dom0.kernel, kaddr).load_at(&dom0.initrd, raddr))
 }
 
+/// Size of the data disk of [`with_devices`].
+pub const DATA_DISK_SIZE: usize = 1 << 20;
+/// md5 of the first 4 KiB of [`data_disk`], which dom0 reads and prints.
+pub const DATA_DISK_MD5: &str = "32cd0f7379e17e060f076419be748d9e";
+
+/// The data disk's contents: each 512-byte sector says which it is
+/// (`Armature dom0 data disk, sector 00000007`), then bytes of its number.
+pub fn data_disk() -> Vec<u8> {
+    let mut disk = Vec::with_capacity(DATA_DISK_SIZE);
+    for sector in 0..DATA_DISK_SIZE / 512 {
+        let start = disk.len();
+        disk.extend_from_slice(format!("Armature dom0 data disk, sector {sector:08}\n").as_bytes());
+        disk.resize(start + 512, sector as u8);
+    }
+    disk
+}
+
+/// Adds the devices dom0 must find and use to `qemu`: a virtio-blk disk on
+/// virtio-mmio holding [`data_disk`] (written to `dir/data.img`) and a
+/// virtio-rng on PCI (`virtio-rng-pci`: INTx, as dom0 has no MSI
+/// controller under Armature). Checked by [`Report::device_problems`].
+/// Add them before U-Boot's boot disk: QEMU gives the first virtio-mmio
+/// device the highest transport, and U-Boot's `virtio 0` is the lowest.
+pub fn with_devices(qemu: Qemu, dir: &Path) -> Result<Qemu> {
+    let disk = dir.join("data.img");
+    crate::paths::write_atomic(&disk, &data_disk()).context(|| format!("writing {}", disk.display()))?;
+    Ok(qemu.drive(Drive::VirtioBlk(disk)).args(["-device", "virtio-rng-pci"]))
+}
+
 /// Bare Linux: `-kernel`, `-initrd`, `-append`.
 pub fn bare(qemu: Qemu, kernel: &Path, initrd: &Path, args: &str) -> Qemu {
     qemu.kernel(kernel).initrd(initrd).append(args)
@@ -270,6 +299,17 @@ pub struct Report {
     pub virtio: Vec<String>,
     /// PCI devices.
     pub pci: Vec<String>,
+    /// The `insmod` lines (`virtio_mmio.ko ok`).
+    pub insmod: Vec<String>,
+    /// The virtio and PCI lines of `/proc/interrupts` before the devices
+    /// were used, and after.
+    pub device_irqs_before: Vec<String>,
+    /// See `device_irqs_before`.
+    pub device_irqs_after: Vec<String>,
+    /// The disk reads: `vda virtio0 read ok <md5>`.
+    pub disk_reads: Vec<String>,
+    /// The hwrng read: `virtio_rng.0 read ok <hex>`.
+    pub hwrng: Option<String>,
     /// Whether the report was complete (the done marker was printed).
     pub done: bool,
 }
@@ -292,6 +332,8 @@ impl Report {
                 Some(s) if s.starts_with("dmesg") => r.dmesg.push(line.to_string()),
                 Some("virtio") => r.virtio.push(line.to_string()),
                 Some("pci") => r.pci.push(line.to_string()),
+                Some("device interrupts before use") => r.device_irqs_before.push(line.to_string()),
+                Some("device interrupts after use") => r.device_irqs_after.push(line.to_string()),
                 Some(_) => {}
                 None => {
                     let value = |key: &str| line.strip_prefix(key).map(str::trim);
@@ -305,6 +347,12 @@ impl Report {
                         r.mem_total_kib = v.strip_suffix("kB").and_then(|n| n.trim().parse().ok());
                     } else if let Some(v) = value("dom0: cmdline ") {
                         r.cmdline = Some(v.to_string());
+                    } else if let Some(v) = value("dom0: insmod ") {
+                        r.insmod.push(v.to_string());
+                    } else if let Some(v) = value("dom0: hwrng ") {
+                        r.hwrng = Some(v.to_string());
+                    } else if let Some(v) = value("dom0: vd") {
+                        r.disk_reads.push(format!("vd{v}"));
                     } else if line.contains(DONE_MARKER) {
                         r.done = true;
                     }
@@ -330,6 +378,127 @@ impl Report {
     pub fn dmesg_with(&self, word: &str) -> Vec<&str> {
         let w = word.to_lowercase();
         self.dmesg.iter().filter(|l| l.to_lowercase().contains(&w)).map(String::as_str).collect()
+    }
+
+    /// The virtio devices: `virtio0 device 0x0002 vendor 0x554d4551 driver
+    /// virtio_blk on a003e00.virtio_mmio`.
+    pub fn virtio_devices(&self) -> Vec<VirtioDevice> {
+        self.virtio
+            .iter()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let at = |key: &str| w.iter().position(|x| *x == key).and_then(|i| w.get(i + 1)).map(|s| s.to_string());
+                Some(VirtioDevice {
+                    name: w.first().filter(|n| n.starts_with("virtio") && !n.ends_with(':'))?.to_string(),
+                    device_id: u32::from_str_radix(at("device")?.trim_start_matches("0x"), 16).ok()?,
+                    driver: at("driver").filter(|d| d != "-"),
+                    parent: at("on").unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The PCI devices: `0000:00:01.0 0x1af4:0x1005 class 0x00ff00 driver
+    /// virtio-pci irq 37 msi no`.
+    pub fn pci_devices(&self) -> Vec<PciDevice> {
+        self.pci
+            .iter()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let at = |key: &str| w.iter().position(|x| *x == key).and_then(|i| w.get(i + 1)).map(|s| s.to_string());
+                let (vendor, device) = w.get(1)?.split_once(':')?;
+                let hex = |s: &str| u32::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+                Some(PciDevice {
+                    address: w.first()?.to_string(),
+                    vendor: hex(vendor)?,
+                    device: hex(device)?,
+                    driver: at("driver").filter(|d| d != "-"),
+                    msi: at("msi").as_deref() == Some("yes"),
+                })
+            })
+            .collect()
+    }
+
+    /// Interrupts of virtio device `name` (`virtio3`, or `virtio3-…` with
+    /// MSI-X), summed over the CPUs and the lines, in `lines` of
+    /// `/proc/interrupts`; None when it has no line.
+    pub fn irq_count(lines: &[String], name: &str) -> Option<u64> {
+        let mut total = None;
+        for l in lines {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let Some(last) = w.last() else { continue };
+            if *last != name && !last.starts_with(&format!("{name}-")) {
+                continue;
+            }
+            let n: u64 = w.iter().skip(1).map_while(|x| x.parse::<u64>().ok()).sum();
+            total = Some(total.unwrap_or(0) + n);
+        }
+        total
+    }
+
+    /// Every problem with dom0's use of the devices [`with_devices`] adds:
+    /// a virtio-blk device bound to `virtio_blk` whose first 4 KiB read
+    /// back as `disk_md5` (and no disk read failed), a virtio device on PCI
+    /// bound to `virtio-pci`, the hwrng read, the interrupt count of the
+    /// disk and of the entropy source increasing while they were read, and
+    /// every module loaded. Empty when all is well.
+    pub fn device_problems(&self, disk_md5: &str) -> Vec<String> {
+        let mut p = Vec::new();
+        // (not "ends with ok": the kernel's console messages may follow on the same line)
+        for m in self.insmod.iter().filter(|l| !l.split_whitespace().nth(1).is_some_and(|w| w.starts_with("ok"))) {
+            p.push(format!("insmod {m}"));
+        }
+        let virtio = self.virtio_devices();
+        let pci = self.pci_devices();
+        let counts = |name: &str| {
+            (Self::irq_count(&self.device_irqs_before, name), Self::irq_count(&self.device_irqs_after, name))
+        };
+        let check_irqs = |what: &str, dev: &str, p: &mut Vec<String>| match counts(dev) {
+            (Some(b), Some(a)) if a > b => {}
+            (b, a) => p.push(format!(
+                "{what}: the interrupt count of {dev} did not increase while it was read (before {b:?}, after {a:?})"
+            )),
+        };
+        // The disk.
+        let blk: Vec<&VirtioDevice> =
+            virtio.iter().filter(|d| d.device_id == 2 && d.driver.as_deref() == Some("virtio_blk")).collect();
+        if blk.is_empty() {
+            p.push(format!("no virtio block device (ID 2) bound to virtio_blk: {:?}", self.virtio));
+        }
+        for r in self.disk_reads.iter().filter(|r| !r.contains(" read ok ")) {
+            p.push(format!("disk read failed: {r}"));
+        }
+        let good = self.disk_reads.iter().find_map(|r| {
+            let w: Vec<&str> = r.split_whitespace().collect();
+            (w.get(2..4) == Some(&["read", "ok"][..]) && w.get(4) == Some(&disk_md5)).then(|| w.get(1).copied())?
+        });
+        match good {
+            Some(dev) => check_irqs("the data disk", dev, &mut p),
+            None => p.push(format!("no virtio disk read back with md5 {disk_md5}: {:?}", self.disk_reads)),
+        }
+        // The PCI virtio device and the entropy source.
+        let on_pci: Vec<&PciDevice> =
+            pci.iter().filter(|d| d.vendor == 0x1af4 && d.driver.as_deref() == Some("virtio-pci")).collect();
+        if on_pci.is_empty() {
+            p.push(format!("no PCI virtio device (vendor 0x1af4) bound to virtio-pci: {:?}", self.pci));
+        }
+        let rng = virtio.iter().find(|d| d.driver.as_deref() == Some("virtio_rng"));
+        match rng {
+            Some(r) if on_pci.iter().any(|d| d.address == r.parent) => {}
+            Some(r) => {
+                p.push(format!("the virtio entropy device {} is not on a virtio-pci device ({})", r.name, r.parent))
+            }
+            None => p.push(format!("no virtio device bound to virtio_rng: {:?}", self.virtio)),
+        }
+        match self.hwrng.as_deref() {
+            Some(h) if h.contains(" read ok ") => {
+                if let Some(r) = rng {
+                    check_irqs("the hwrng", &r.name, &mut p);
+                }
+            }
+            h => p.push(format!("the hwrng read failed: {h:?}")),
+        }
+        p
     }
 
     /// Every problem with the report for a machine with `cpus` CPUs: each
@@ -372,6 +541,34 @@ impl Report {
     }
 }
 
+/// A virtio device of dom0's report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtioDevice {
+    /// `virtio0`.
+    pub name: String,
+    /// The virtio device ID (2: block, 4: entropy).
+    pub device_id: u32,
+    /// The bound driver.
+    pub driver: Option<String>,
+    /// The transport's device: `a003e00.virtio_mmio`, `0000:00:01.0`.
+    pub parent: String,
+}
+
+/// A PCI device of dom0's report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PciDevice {
+    /// `0000:00:01.0`.
+    pub address: String,
+    /// Vendor ID.
+    pub vendor: u32,
+    /// Device ID.
+    pub device: u32,
+    /// The bound driver.
+    pub driver: Option<String>,
+    /// Whether MSI or MSI-X is in use (else INTx).
+    pub msi: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +576,8 @@ mod tests {
     const LOG: &str = "\
 [    1.0] Booting Linux\n\
 ARMATURE-DOM0-USERSPACE-OK\r\n\
+dom0: insmod virtio_mmio.ko ok\n\
+dom0: insmod virtio_rng.ko ok\n\
 dom0: uptime 2.31 s\n\
 dom0: cmdline console=ttyAMA0 rdinit=/init\n\
 dom0: nproc 4\n\
@@ -395,10 +594,23 @@ dom0: memtotal 1978360 kB\n\
 [    0.000000] arch_timer: cp15 timer(s) running at 62.50MHz (virt).\n\
 --- end ---\n\
 --- virtio ---\n\
-virtio0 device 0x0002 vendor 0x554d4551 driver virtio_blk\n\
+virtio-mmio transports: 32\n\
+virtio0 device 0x0004 vendor 0x1af4 driver virtio_rng on 0000:00:01.0\n\
+virtio1 device 0x0002 vendor 0x554d4551 driver virtio_blk on a003e00.virtio_mmio\n\
 --- end ---\n\
 --- pci ---\n\
-0000:00:00.0 0x1b36:0x0008 class 0x060000\n\
+0000:00:00.0 0x1b36:0x0008 class 0x060000 driver - irq 0 msi no\n\
+0000:00:01.0 0x1af4:0x1005 class 0x00ff00 driver virtio-pci irq 13 msi no\n\
+--- end ---\n\
+--- device interrupts before use ---\n\
+ 13:         10          0          0          0     GICv3  37 Level     virtio0\n\
+ 14:          5          1          0          0     GICv3  79 Edge      virtio1\n\
+--- end ---\n\
+dom0: vda virtio1 read ok 32cd0f7379e17e060f076419be748d9e\n\
+dom0: hwrng virtio_rng.0 read ok 00112233445566778899aabbccddeeff\n\
+--- device interrupts after use ---\n\
+ 13:         12          3          0          0     GICv3  37 Level     virtio0\n\
+ 14:          6          1          0          0     GICv3  79 Edge      virtio1\n\
 --- end ---\n\
 ARMATURE-DOM0-DONE\n";
 
@@ -411,8 +623,16 @@ ARMATURE-DOM0-DONE\n";
         assert_eq!(r.interrupts.len(), 2);
         assert_eq!(r.dmesg.len(), 3);
         assert_eq!(r.dmesg_with("GIC"), ["[    0.000000] GICv3: 256 SPIs implemented"]);
-        assert_eq!(r.virtio.len(), 1);
-        assert_eq!(r.pci.len(), 1);
+        assert_eq!(r.virtio.len(), 3);
+        assert_eq!(r.pci.len(), 2);
+        assert_eq!(r.insmod, ["virtio_mmio.ko ok", "virtio_rng.ko ok"]);
+        assert_eq!(r.disk_reads, ["vda virtio1 read ok 32cd0f7379e17e060f076419be748d9e"]);
+        assert_eq!(r.virtio_devices()[1].parent, "a003e00.virtio_mmio");
+        assert_eq!(r.pci_devices()[1].driver.as_deref(), Some("virtio-pci"));
+        assert_eq!(Report::irq_count(&r.device_irqs_before, "virtio0"), Some(10));
+        assert_eq!(Report::irq_count(&r.device_irqs_after, "virtio0"), Some(15));
+        assert_eq!(Report::irq_count(&r.device_irqs_after, "virtio2"), None);
+        assert_eq!(r.device_problems(DATA_DISK_MD5), Vec::<String>::new());
         assert!(r.done);
         assert_eq!(r.problems(4), Vec::<String>::new());
         assert_eq!(r.online_cpus(), Some(vec![0, 1, 2, 3]));
@@ -434,6 +654,51 @@ ARMATURE-DOM0-DONE\n";
             assert!(p.iter().any(|l| l.contains(what)), "{what} not in {p:?}");
         }
         assert!(Report::parse("nothing here").problems(1).len() >= 5);
+    }
+
+    #[test]
+    fn device_failures_are_named() {
+        let cases = [
+            ("driver virtio_blk on", "driver - on", "no virtio block device"),
+            ("vda virtio1 read ok 32cd", "vda virtio1 read ok 42cd", "no virtio disk read back"),
+            (
+                "dom0: vda virtio1 read ok 32cd0f7379e17e060f076419be748d9e",
+                "dom0: vda virtio1 read FAILED",
+                "disk read failed",
+            ),
+            ("driver virtio-pci irq", "driver - irq", "no PCI virtio device"),
+            ("hwrng virtio_rng.0 read ok 0011", "hwrng virtio_rng.0 read FAILED 0011", "hwrng read failed"),
+            (
+                "6          1          0          0     GICv3  79",
+                "5          1          0          0     GICv3  79",
+                "virtio1 did not increase",
+            ),
+            ("12          3          0", "10          0          0", "virtio0 did not increase"),
+            ("virtio_rng.ko ok", "virtio_rng.ko FAILED", "insmod virtio_rng.ko FAILED"),
+            ("virtio_mmio.ko ok", "virtio_mmio.ko ok[    3.98] random: crng init done", "%none%"),
+        ];
+        for (from, to, want) in cases {
+            assert!(LOG.contains(from), "{from}");
+            let p = Report::parse(&LOG.replace(from, to)).device_problems(DATA_DISK_MD5);
+            if want == "%none%" {
+                assert_eq!(p, Vec::<String>::new());
+            } else {
+                assert!(p.iter().any(|l| l.contains(want)), "{want:?} not in {p:?}");
+            }
+        }
+        assert!(Report::parse("ARMATURE-DOM0-USERSPACE-OK\n").device_problems(DATA_DISK_MD5).len() >= 4);
+    }
+
+    #[test]
+    fn data_disk_md5_is_right() {
+        let disk = data_disk();
+        assert_eq!(disk.len(), DATA_DISK_SIZE);
+        assert_eq!(&disk[512..545], b"Armature dom0 data disk, sector 0");
+        let Some(md5sum) = crate::paths::find_program("md5sum") else { return };
+        let dir = crate::paths::scratch_dir("data-disk-unit-test").unwrap();
+        std::fs::write(dir.join("head"), &disk[..4096]).unwrap();
+        let out = std::process::Command::new(md5sum).arg(dir.join("head")).output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with(DATA_DISK_MD5));
     }
 
     #[test]

@@ -4,14 +4,25 @@
 //! needed: `/dev/console` is a character device entry in the archive.
 //!
 //! `/init` mounts proc, sysfs and devtmpfs, prints [`USERSPACE_MARKER`],
-//! then the report (each item between `--- <name> ---` and `--- end ---`
-//! lines, see [`crate::dom0::Report`]): CPU counts, the online CPU list,
-//! `MemTotal` of `/proc/meminfo`, `/proc/interrupts`, the kernel's lines about PSCI, the GIC and the arch
-//! timer, the virtio and PCI devices. Then it prints [`DONE_MARKER`] and
+//! loads the kernel modules of `/lib/modules/load-order` (the virtio
+//! transports and drivers, [`crate::debian::DOM0_MODULES`], in dependency
+//! order) with `insmod`, then prints the report (each item between
+//! `--- <name> ---` and `--- end ---` lines, see [`crate::dom0::Report`]):
+//! CPU counts, the online CPU list, `MemTotal` of `/proc/meminfo`,
+//! `/proc/interrupts`, the kernel's lines about PSCI, the GIC and the arch
+//! timer, the virtio devices (device ID, driver, parent device) and the PCI
+//! devices (vendor:device, driver, IRQ, MSI or not). Then it *uses* the
+//! devices, each read under `timeout` so that a lost interrupt is a failure
+//! rather than a hang: the first 4 KiB of every virtio disk (`dom0: vda
+//! virtio0 read ok <md5>`, page cache dropped first so the read reaches the
+//! device) and 4 KiB of `/dev/hwrng` (`dom0: hwrng virtio_rng.0 read ok
+//! <first 16 bytes in hex>`), between two copies of the virtio and PCI
+//! lines of `/proc/interrupts`. Then it prints [`DONE_MARKER`] and
 //! `poweroff -f` — unless the kernel command line has `armature.shell`: then
 //! it starts an interactive shell on the console (and `poweroff -f` there
 //! ends the machine).
 
+use crate::debian::KernelModule;
 use crate::paths::{self, write_atomic};
 use crate::{Context, Error, Result};
 use std::path::{Path, PathBuf};
@@ -34,6 +45,9 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 /bin/busybox --install -s /bin
 echo
 echo "ARMATURE-DOM0-USERSPACE-OK"
+for m in $(cat /lib/modules/load-order 2>/dev/null); do
+    if timeout -s KILL 30 insmod "/lib/modules/$m"; then echo "dom0: insmod $m ok"; else echo "dom0: insmod $m FAILED"; fi
+done
 echo "dom0: uptime $(cut -d' ' -f1 /proc/uptime) s"
 echo "dom0: kernel $(uname -srm)"
 echo "dom0: cmdline $(cat /proc/cmdline)"
@@ -52,14 +66,41 @@ echo "--- virtio ---"
 echo "virtio-mmio transports: $(ls /sys/bus/platform/devices | grep -c virtio_mmio)"
 for d in /sys/bus/virtio/devices/*; do
     [ -e "$d" ] || continue
-    echo "$(basename "$d") device $(cat "$d/device") vendor $(cat "$d/vendor") driver $(basename "$(readlink "$d/driver" 2>/dev/null)" 2>/dev/null)"
+    drv=$(basename "$(readlink "$d/driver" 2>/dev/null)" 2>/dev/null)
+    echo "$(basename "$d") device $(cat "$d/device") vendor $(cat "$d/vendor") driver ${drv:--} on $(basename "$(dirname "$(readlink -f "$d")")")"
 done
 echo "--- end ---"
 echo "--- pci ---"
 for d in /sys/bus/pci/devices/*; do
     [ -e "$d" ] || continue
-    echo "$(basename "$d") $(cat "$d/vendor"):$(cat "$d/device") class $(cat "$d/class")"
+    drv=$(basename "$(readlink "$d/driver" 2>/dev/null)" 2>/dev/null)
+    msi=no; [ -n "$(ls "$d/msi_irqs" 2>/dev/null)" ] && msi=yes
+    echo "$(basename "$d") $(cat "$d/vendor"):$(cat "$d/device") class $(cat "$d/class") driver ${drv:--} irq $(cat "$d/irq") msi $msi"
 done
+echo "--- end ---"
+echo "--- device interrupts before use ---"
+grep -iE 'virtio|pci' /proc/interrupts
+echo "--- end ---"
+echo 3 > /proc/sys/vm/drop_caches
+for b in /sys/block/vd*; do
+    [ -e "$b" ] || continue
+    n=$(basename "$b")
+    v=$(basename "$(readlink "$b/device")")
+    rm -f /tmp/blk
+    if timeout -s KILL 10 head -c 4096 "/dev/$n" > /tmp/blk && [ $(wc -c < /tmp/blk) -eq 4096 ]; then
+        echo "dom0: $n $v read ok $(md5sum < /tmp/blk | cut -d' ' -f1)"
+    else
+        echo "dom0: $n $v read FAILED"
+    fi
+done
+r=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)
+if [ -c /dev/hwrng ] && timeout -s KILL 10 head -c 4096 /dev/hwrng > /tmp/rng && [ $(wc -c < /tmp/rng) -eq 4096 ]; then
+    echo "dom0: hwrng ${r:-none} read ok $(head -c 16 /tmp/rng | hexdump -ve '1/1 "%.2x"')"
+else
+    echo "dom0: hwrng ${r:-none} read FAILED"
+fi
+echo "--- device interrupts after use ---"
+grep -iE 'virtio|pci' /proc/interrupts
 echo "--- end ---"
 if grep -qw armature.shell /proc/cmdline; then
     echo "dom0: armature.shell: starting a shell (poweroff -f ends the machine)"
@@ -221,12 +262,37 @@ pub fn parse(mut bytes: &[u8]) -> Result<Vec<Entry>> {
     }
 }
 
-/// The dom0 initramfs around `busybox` (a static arm64 binary).
-pub fn dom0_archive(busybox: &[u8]) -> Vec<u8> {
+/// The dom0 initramfs around `busybox` (a static arm64 binary), with the
+/// kernel `modules` (in load order) in `/lib/modules/` and their order in
+/// `/lib/modules/load-order`.
+pub fn dom0_archive(busybox: &[u8], modules: &[KernelModule]) -> Vec<u8> {
     let mut c = Cpio::new();
-    for d in ["bin", "sbin", "dev", "etc", "proc", "sys", "tmp", "root", "run", "usr", "usr/bin", "usr/sbin"] {
+    for d in [
+        "bin",
+        "sbin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sys",
+        "tmp",
+        "root",
+        "run",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+    ] {
         c.dir(d, 0o755);
     }
+    let mut order = String::new();
+    for m in modules {
+        let file = format!("{}.ko", m.name);
+        c.file(&format!("lib/modules/{file}"), 0o644, &m.data);
+        order.push_str(&file);
+        order.push('\n');
+    }
+    c.file("lib/modules/load-order", 0o644, order.as_bytes());
     c.char_dev("dev/console", 0o600, 5, 1);
     c.char_dev("dev/null", 0o666, 1, 3);
     c.char_dev("dev/ttyAMA0", 0o600, 204, 64);
@@ -238,10 +304,11 @@ pub fn dom0_archive(busybox: &[u8]) -> Vec<u8> {
     c.finish()
 }
 
-/// Writes the dom0 initramfs for `busybox` to `target/armature/dom0/initramfs.cpio`
-/// (rewritten only when its contents change) and returns its path.
-pub fn dom0_initramfs(busybox: &Path) -> Result<PathBuf> {
-    let archive = dom0_archive(&paths::read(busybox)?);
+/// Writes the dom0 initramfs for `busybox` and the kernel's `modules` to
+/// `target/armature/dom0/initramfs.cpio` (rewritten only when its contents
+/// change) and returns its path.
+pub fn dom0_initramfs(busybox: &Path, modules: &[KernelModule]) -> Result<PathBuf> {
+    let archive = dom0_archive(&paths::read(busybox)?, modules);
     let dir = paths::armature_dir().join("dom0");
     let out = dir.join("initramfs.cpio");
     if std::fs::read(&out).ok().as_deref() != Some(&archive[..]) {
@@ -284,10 +351,19 @@ mod tests {
 
     #[test]
     fn dom0_archive_has_console_busybox_and_init() {
-        let e = parse(&dom0_archive(b"\x7fELF fake busybox")).unwrap();
+        let module = |name: &str, data: &[u8]| KernelModule {
+            name: name.into(),
+            path: format!("kernel/{name}.ko"),
+            data: data.to_vec(),
+            depends: Vec::new(),
+        };
+        let modules = [module("virtio_pci_modern_dev", b"m1"), module("virtio_pci", b"m2")];
+        let e = parse(&dom0_archive(b"\x7fELF fake busybox", &modules)).unwrap();
         let get = |n: &str| e.iter().find(|e| e.name == n).unwrap_or_else(|| panic!("no {n}"));
         assert_eq!((get("dev/console").kind(), get("dev/console").rdev), (S_IFCHR, (5, 1)));
         assert_eq!(get("bin/busybox").data, b"\x7fELF fake busybox");
+        assert_eq!(get("lib/modules/virtio_pci.ko").data, b"m2");
+        assert_eq!(get("lib/modules/load-order").data, b"virtio_pci_modern_dev.ko\nvirtio_pci.ko\n");
         let init = get("init");
         assert_eq!(init.mode, S_IFREG | 0o755);
         let text = std::str::from_utf8(&init.data).unwrap();
@@ -301,6 +377,9 @@ mod tests {
             "/sys/devices/system/cpu/online",
             "MemTotal",
             "/proc/interrupts",
+            "insmod",
+            "/dev/hwrng",
+            "drop_caches",
         ] {
             assert!(text.contains(needed), "/init lacks {needed:?}");
         }

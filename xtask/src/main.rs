@@ -270,7 +270,7 @@ fn run_dom0(o: &Options) -> Result<ExitCode> {
     eprintln!("[xtask] fetching Debian's arm64 Linux and busybox (cache: {})", paths::cache_dir().display());
     let kernel = xtask::debian::kernel()?;
     let (busybox, bb) = xtask::debian::busybox()?;
-    let initrd = xtask::initramfs::dom0_initramfs(&bb)?;
+    let initrd = xtask::initramfs::dom0_initramfs(&bb, &kernel.modules)?;
     eprintln!("[xtask] dom0: {} ({}), {}", kernel.package.describe(), kernel.image.display(), busybox.describe());
     let (hv_image, image_file) = match o.hv {
         Hypervisor::Armature => {
@@ -311,6 +311,10 @@ fn run_dom0(o: &Options) -> Result<ExitCode> {
     if interactive {
         qemu = qemu.interactive(&log);
     }
+    // The devices dom0 must use; before U-Boot's boot disk, which stays its
+    // `virtio 0` (U-Boot numbers from the lowest transport, where QEMU puts
+    // the last virtio-mmio device).
+    qemu = dom0::with_devices(qemu, &dir)?;
     qemu = if o.direct {
         dom0::direct(qemu, &hv_image, &d, &dir)?
     } else {
@@ -323,7 +327,9 @@ fn run_dom0(o: &Options) -> Result<ExitCode> {
     }
     let outcome = qemu.run(&dom0::expect(o.timeout), &RunOptions::default().echo(true).log_to(&log))?;
     eprintln!("\n[xtask] QEMU {}; console log in {}", outcome.summary(), log.display());
-    let problems = dom0::Report::parse(&outcome.log).problems(qemu.cpus());
+    let report = dom0::Report::parse(&outcome.log);
+    let mut problems = report.problems(qemu.cpus());
+    problems.extend(report.device_problems(dom0::DATA_DISK_MD5));
     for p in &problems {
         eprintln!("[xtask] FAILED: dom0's report: {p}");
     }
