@@ -107,6 +107,13 @@ pub struct DomainVgic {
     pub nr_lrs: usize,
 }
 
+impl DomainVgic {
+    /// Whether `ipa` is in its distributor or redistributor frames.
+    pub fn covers(&self, ipa: u64) -> bool {
+        (self.gicd.base <= ipa && ipa < self.gicd.end()) || self.gicr.is_some_and(|r| r.base <= ipa && ipa < r.end())
+    }
+}
+
 /// What the hypervisor knows of the host GIC, for dom0's vGIC.
 #[derive(Clone, Copy, Debug)]
 pub struct HostGic {
@@ -573,14 +580,22 @@ pub fn guest_sync(frame: &mut ExceptionFrame) {
         crate::arch::halt()
     };
     let syn = Syndrome::new(frame.esr);
-    let leaves_lrs = match syn.ec {
-        0x18 => true,
+    let (kind, leaves_lrs) = match syn.ec {
+        0x16 | 0x17 => (Exit::Call, false),
+        0x18 => (Exit::Gic, true),
         0x24 => {
             let ipa = mmio::fault_ipa(frame.far, guest::hpfar()).as_u64();
-            dom.uart.as_ref().is_some_and(|u| u.region.base <= ipa && ipa < u.region.end())
+            if dom.uart.as_ref().is_some_and(|u| u.region.base <= ipa && ipa < u.region.end()) {
+                (Exit::Uart, true)
+            } else if dom.vgic.as_ref().is_some_and(|v| v.covers(ipa)) {
+                (Exit::Gic, false)
+            } else {
+                (Exit::Other, false)
+            }
         }
-        _ => false,
+        _ => (Exit::Other, false),
     };
+    count(vcpu, kind);
     if leaves_lrs {
         guest_sync_inner(dom, frame, vcpu);
         if REFRESH[vcpu].swap(false, Ordering::Relaxed) {
@@ -592,6 +607,45 @@ pub fn guest_sync(frame: &mut ExceptionFrame) {
     fold_lrs(dom, vcpu);
     guest_sync_inner(dom, frame, vcpu);
     flush_lrs(dom, vcpu);
+}
+
+/// What a vCPU's exits were, counted per physical CPU (= vCPU), for the
+/// log at power-off and the `q` debug key: where the hypervisor's time
+/// goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// HVC or trapped SMC (SMCCC: PSCI, the console hypercall).
+    Call = 0,
+    /// A trapped access to the emulated UART.
+    Uart,
+    /// A trapped access to the vGIC (distributor, redistributors, SGIs).
+    Gic,
+    /// Anything else synchronous (aborts injected, undefined instructions).
+    Other,
+    /// A physical interrupt (timer, kick, passed-through device, console).
+    Irq,
+}
+
+const EXIT_KINDS: usize = 5;
+const EXIT_NAMES: [&str; EXIT_KINDS] = ["calls", "UART", "GIC", "other", "interrupts"];
+static EXITS: [[core::sync::atomic::AtomicU64; EXIT_KINDS]; NR_CPUS] =
+    [const { [const { core::sync::atomic::AtomicU64::new(0) }; EXIT_KINDS] }; NR_CPUS];
+
+fn count(vcpu: usize, e: Exit) {
+    if let Some(c) = EXITS.get(vcpu) {
+        c[e as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Logs each vCPU's exits by kind.
+fn log_exits(dom: &Domain) {
+    for (vcpu, c) in EXITS.iter().enumerate().take(dom.nvcpus) {
+        let mut line = alloc::format!("d{}v{vcpu}: exits:", dom.id);
+        for (name, n) in EXIT_NAMES.iter().zip(c) {
+            line.push_str(&alloc::format!(" {name} {}", n.load(Ordering::Relaxed)));
+        }
+        info!("{line}");
+    }
 }
 
 /// A vGIC change made by this physical CPU concerns its own vCPU: its list
@@ -682,6 +736,7 @@ fn smccc(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
             crate::smp::idle(vcpu)
         }
         Action::SystemOff => {
+            log_exits(dom);
             info!("d0: PSCI SYSTEM_OFF from the hardware domain: powering off");
             firmware(fid::SYSTEM_OFF);
         }
@@ -779,6 +834,7 @@ fn sgi_write(dom: &Domain, frame: &ExceptionFrame, vcpu: usize, iss: u32) -> boo
 pub fn guest_irq(_frame: &mut ExceptionFrame) {
     let vcpu = crate::cpu::this_cpu();
     let Some(dom) = DOM0.get() else { return };
+    count(vcpu, Exit::Irq);
     fold_lrs(dom, vcpu);
     take_irqs(dom, vcpu);
     flush_lrs(dom, vcpu);
@@ -1021,6 +1077,7 @@ fn debug_key(dom: &Domain, byte: u8) {
         }
         Ok(Some(DebugKey::DumpDomains)) => {
             info!("d{}: VMID {}, {} MiB RAM at {}, {} vCPU(s), stage-2 root {}", dom.id, dom.vmid, dom.ram.size >> 20, dom.ram, dom.nvcpus, dom.stage2_root);
+            log_exits(dom);
         }
         Ok(Some(DebugKey::DumpInterrupts)) => match dom.vgic.as_ref() {
             Some(v) => {
