@@ -245,14 +245,16 @@ fn console_session(test: &str, gic: u8, chunk: usize, pause: Duration) {
         .input_after(TO_HYPERVISOR, "h")
         .markers([
             "'h': list the debug keys\n",
-            "'d': dump the vCPUs' state\n",
+            "'d': dump the vCPUs' state and registers\n",
             "'q': dump the domains\n",
             "'i': dump the virtual interrupt state\n",
             "'R': reset the machine\n",
         ])
         .input_after("'R': reset the machine\n", "d")
         .markers(["d0v0: on physical CPU 0, ", "d0v3: on physical CPU 3, "])
-        .input_after("d0v3: on physical CPU 3, ", "i")
+        // Each running vCPU's registers, printed by its own CPU.
+        .markers(["d0v3: PC 0x", "d0v3: SCTLR_EL1 0x", "d0v3: VBAR_EL1 0xffff"])
+        .input_after("d0v3: VBAR_EL1 0xffff", "i")
         .markers(["d0: vGIC, ", " list registers per CPU; enabled interrupts:\n", "Spi(33): prio "])
         .input_after("enabled interrupts:\n", "q")
         .marker("d0: VMID 1, 512 MiB RAM at ")

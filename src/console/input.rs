@@ -167,7 +167,8 @@ impl InputSwitch {
 pub enum DebugKey {
     /// `h`: list the keys ([`DebugKey::help`]).
     Help,
-    /// `d`: dump each vCPU's state (physical CPU, PSCI power state).
+    /// `d`: dump each vCPU's state (physical CPU, PSCI power state) and,
+    /// for those running, registers.
     DumpVcpus,
     /// `q`: dump the domains (memory, vCPU power states, MMIO regions).
     DumpDomains,
@@ -197,7 +198,7 @@ impl DebugKey {
     pub fn description(self) -> &'static str {
         match self {
             DebugKey::Help => "list the debug keys",
-            DebugKey::DumpVcpus => "dump the vCPUs' state",
+            DebugKey::DumpVcpus => "dump the vCPUs' state and registers",
             DebugKey::DumpDomains => "dump the domains",
             DebugKey::DumpInterrupts => "dump the virtual interrupt state",
             DebugKey::Reboot => "reset the machine",

@@ -831,13 +831,49 @@ fn sgi_write(dom: &Domain, frame: &ExceptionFrame, vcpu: usize, iss: u32) -> boo
 /// A physical interrupt while a vCPU ran: the virtual timer goes to the
 /// vCPU (hardware-linked: the guest deactivates it), a kick or maintenance
 /// interrupt only makes this CPU refresh its list registers.
-pub fn guest_irq(_frame: &mut ExceptionFrame) {
+pub fn guest_irq(frame: &mut ExceptionFrame) {
     let vcpu = crate::cpu::this_cpu();
     let Some(dom) = DOM0.get() else { return };
     count(vcpu, Exit::Irq);
     fold_lrs(dom, vcpu);
     take_irqs(dom, vcpu);
     flush_lrs(dom, vcpu);
+    if DUMP[vcpu].swap(false, Ordering::Relaxed) {
+        dump_vcpu(dom, vcpu, frame);
+    }
+}
+
+/// A register dump of a vCPU was asked for (the `d` debug key): its
+/// physical CPU prints it at its next exit (it is kicked).
+static DUMP: [core::sync::atomic::AtomicBool; NR_CPUS] = [const { core::sync::atomic::AtomicBool::new(false) }; NR_CPUS];
+
+/// Prints the registers of the vCPU this CPU runs: its general registers
+/// and PC from the trap frame, its EL1 state from the hardware.
+fn dump_vcpu(dom: &Domain, vcpu: usize, frame: &ExceptionFrame) {
+    let c = guest::El1Context::save();
+    let d = dom.id;
+    let mode = match frame.spsr & 0xf {
+        0b0101 => "EL1h",
+        0b0100 => "EL1t",
+        0b0000 => "EL0t",
+        _ => "?",
+    };
+    info!("d{d}v{vcpu}: PC {:#018x} PSTATE {:#010x} ({mode}) SP_EL0 {:#018x} SP_EL1 {:#018x}", frame.elr, frame.spsr, c.sp_el0, c.sp_el1);
+    for (i, r) in frame.x.chunks(4).enumerate() {
+        let mut line = alloc::format!("d{d}v{vcpu}:");
+        for (j, v) in r.iter().enumerate() {
+            line.push_str(&alloc::format!(" x{:<2} {v:#018x}", i * 4 + j));
+        }
+        info!("{line}");
+    }
+    info!(
+        "d{d}v{vcpu}: SCTLR_EL1 {:#x} TCR_EL1 {:#x} TTBR0_EL1 {:#x} TTBR1_EL1 {:#x} MAIR_EL1 {:#x}",
+        c.sctlr, c.tcr, c.ttbr0, c.ttbr1, c.mair
+    );
+    info!(
+        "d{d}v{vcpu}: VBAR_EL1 {:#x} ESR_EL1 {:#x} FAR_EL1 {:#x} ELR_EL1 {:#x} SPSR_EL1 {:#x} CNTV_CTL {:#x} CNTV_CVAL {:#x}",
+        c.vbar, c.esr, c.far, c.elr, c.spsr, c.cntv_ctl, c.cntv_cval
+    );
 }
 
 /// A physical SError taken while a vCPU ran: an asynchronous external
@@ -1071,8 +1107,17 @@ fn debug_key(dom: &Domain, byte: u8) {
             }
         }
         Ok(Some(DebugKey::DumpVcpus)) => {
+            let me = crate::cpu::this_cpu();
             for (n, p) in dom.power[..dom.nvcpus].iter().enumerate() {
-                info!("d0v{n}: on physical CPU {n}, {:?}", p.state());
+                let state = p.state();
+                info!("d0v{n}: on physical CPU {n}, {state:?}");
+                if state == crate::vpsci::PowerState::On {
+                    // Its CPU prints the registers at its next exit.
+                    DUMP[n].store(true, Ordering::Relaxed);
+                    if n != me {
+                        gic::kick(n);
+                    }
+                }
             }
         }
         Ok(Some(DebugKey::DumpDomains)) => {

@@ -107,10 +107,9 @@ pub fn run_vcpu(pc: u64, x0: u64, vmpidr: u64, cntvoff: u64) -> ! {
     // every vCPU's virtual counter agrees).
     CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCEN::SET + CNTHCTL_EL2::EL1PCTEN::SET);
     CNTVOFF_EL2.set(cntvoff);
-    // SCTLR_EL1 in its reset-like state: MMU and caches off, RES1 bits.
-    const SCTLR_EL1_RES1: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
-    SCTLR_EL1.set(SCTLR_EL1_RES1);
-    barrier::isb(barrier::SY);
+    // EL1 in a reset-like state: MMU and caches off, the virtual timer
+    // off (a vCPU started again after CPU_OFF must not find its old timer).
+    El1Context::reset().restore();
 
     let cpu = crate::cpu::this_cpu();
     let stacks = &raw mut TRAP_STACKS;
@@ -126,6 +125,141 @@ pub fn run_vcpu(pc: u64, x0: u64, vmpidr: u64, cntvoff: u64) -> ! {
         frame.write(ExceptionFrame { x: [0; 31], sp: 0, elr: pc, spsr: SPSR_EL1H_MASKED, esr: 0, far: 0 });
         (*frame).x[0] = x0;
         enter_guest(frame)
+    }
+}
+
+/// A vCPU's EL1 (and EL0) system-register state: what a physical CPU must
+/// save and restore to switch between vCPUs, and what a register dump
+/// shows. While each vCPU is pinned alone on its CPU the hardware keeps it;
+/// [`El1Context::reset`] gives a starting vCPU a defined, reset-like state
+/// (MMU off, virtual timer disabled) and [`El1Context::save`] reads a
+/// running vCPU's (the `d` debug key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct El1Context {
+    /// SCTLR_EL1.
+    pub sctlr: u64,
+    /// TTBR0_EL1.
+    pub ttbr0: u64,
+    /// TTBR1_EL1.
+    pub ttbr1: u64,
+    /// TCR_EL1.
+    pub tcr: u64,
+    /// MAIR_EL1.
+    pub mair: u64,
+    /// AMAIR_EL1.
+    pub amair: u64,
+    /// VBAR_EL1.
+    pub vbar: u64,
+    /// CONTEXTIDR_EL1.
+    pub contextidr: u64,
+    /// TPIDR_EL1.
+    pub tpidr_el1: u64,
+    /// TPIDR_EL0.
+    pub tpidr_el0: u64,
+    /// TPIDRRO_EL0.
+    pub tpidrro_el0: u64,
+    /// SP_EL0.
+    pub sp_el0: u64,
+    /// SP_EL1.
+    pub sp_el1: u64,
+    /// ELR_EL1.
+    pub elr: u64,
+    /// SPSR_EL1.
+    pub spsr: u64,
+    /// ESR_EL1.
+    pub esr: u64,
+    /// FAR_EL1.
+    pub far: u64,
+    /// AFSR0_EL1.
+    pub afsr0: u64,
+    /// AFSR1_EL1.
+    pub afsr1: u64,
+    /// PAR_EL1.
+    pub par: u64,
+    /// CPACR_EL1.
+    pub cpacr: u64,
+    /// CNTKCTL_EL1.
+    pub cntkctl: u64,
+    /// CNTV_CTL_EL0.
+    pub cntv_ctl: u64,
+    /// CNTV_CVAL_EL0.
+    pub cntv_cval: u64,
+    /// CSSELR_EL1.
+    pub csselr: u64,
+}
+
+/// SCTLR_EL1's RES1 bits (ARMv8.0): with them only, the MMU and caches
+/// are off.
+const SCTLR_EL1_RES1: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
+
+impl El1Context {
+    /// The state a vCPU starts in (PSCI `CPU_ON`, or dom0's first vCPU):
+    /// MMU and caches off, no translation tables, the virtual timer off,
+    /// FP/SIMD not trapped at EL1.
+    pub fn reset() -> Self {
+        Self { sctlr: SCTLR_EL1_RES1, cpacr: 3 << 20, ..Self::default() }
+    }
+
+    /// Reads this physical CPU's EL1 state (the vCPU it runs, from EL2).
+    pub fn save() -> Self {
+        Self {
+            sctlr: SCTLR_EL1.get(),
+            ttbr0: TTBR0_EL1.get(),
+            ttbr1: TTBR1_EL1.get(),
+            tcr: TCR_EL1.get(),
+            mair: MAIR_EL1.get(),
+            amair: AMAIR_EL1.get(),
+            vbar: VBAR_EL1.get(),
+            contextidr: CONTEXTIDR_EL1.get(),
+            tpidr_el1: TPIDR_EL1.get(),
+            tpidr_el0: TPIDR_EL0.get(),
+            tpidrro_el0: TPIDRRO_EL0.get(),
+            sp_el0: SP_EL0.get(),
+            sp_el1: SP_EL1.get(),
+            elr: ELR_EL1.get(),
+            spsr: SPSR_EL1.get(),
+            esr: ESR_EL1.get(),
+            far: FAR_EL1.get(),
+            afsr0: AFSR0_EL1.get(),
+            afsr1: AFSR1_EL1.get(),
+            par: PAR_EL1.get(),
+            cpacr: CPACR_EL1.get(),
+            cntkctl: CNTKCTL_EL1.get(),
+            cntv_ctl: CNTV_CTL_EL0.get(),
+            cntv_cval: CNTV_CVAL_EL0.get(),
+            csselr: CSSELR_EL1.get(),
+        }
+    }
+
+    /// Loads this state into this physical CPU's EL1 registers (before
+    /// entering the vCPU it belongs to).
+    pub fn restore(&self) {
+        SCTLR_EL1.set(self.sctlr);
+        TTBR0_EL1.set(self.ttbr0);
+        TTBR1_EL1.set(self.ttbr1);
+        TCR_EL1.set(self.tcr);
+        MAIR_EL1.set(self.mair);
+        AMAIR_EL1.set(self.amair);
+        VBAR_EL1.set(self.vbar);
+        CONTEXTIDR_EL1.set(self.contextidr);
+        TPIDR_EL1.set(self.tpidr_el1);
+        TPIDR_EL0.set(self.tpidr_el0);
+        TPIDRRO_EL0.set(self.tpidrro_el0);
+        SP_EL0.set(self.sp_el0);
+        SP_EL1.set(self.sp_el1);
+        ELR_EL1.set(self.elr);
+        SPSR_EL1.set(self.spsr);
+        ESR_EL1.set(self.esr);
+        FAR_EL1.set(self.far);
+        AFSR0_EL1.set(self.afsr0);
+        AFSR1_EL1.set(self.afsr1);
+        PAR_EL1.set(self.par);
+        CPACR_EL1.set(self.cpacr);
+        CNTKCTL_EL1.set(self.cntkctl);
+        CNTV_CVAL_EL0.set(self.cntv_cval);
+        CNTV_CTL_EL0.set(self.cntv_ctl);
+        CSSELR_EL1.set(self.csselr);
+        barrier::isb(barrier::SY);
     }
 }
 
