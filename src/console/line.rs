@@ -1,9 +1,11 @@
 //! Turning a guest's console byte stream into log lines.
 //!
 //! A guest writes its console a byte at a time; the hypervisor's log is
-//! written a line at a time under the console lock, so a guest's line is
-//! collected in a [`LineBuf`] and logged whole, with a prefix (`(d0) …`),
-//! between the hypervisor's own lines. [`Printable`] shows the bytes as
+//! written a line at a time under the console lock, so a line a test guest
+//! writes through the console hypercall is collected in a [`LineBuf`] and
+//! logged whole, with its vCPU (`d0v1: …`), between the hypervisor's own
+//! lines (dom0's emulated UART writes through instead: see
+//! `Console::write_guest`). [`Printable`] shows the bytes as
 //! text without letting control characters (other than tab and escape, so
 //! that colours survive) disturb the log.
 

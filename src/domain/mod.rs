@@ -506,31 +506,15 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
     Ok((dom, entry, dtb_addr))
 }
 
-/// A guest console line, written out at each newline.
-struct LineBuf {
-    buf: [u8; 160],
-    len: usize,
-}
+/// Each vCPU's console hypercall output, logged a line at a time.
+static CONSOLE: [spin::Mutex<crate::console::LineBuf<160>>; NR_CPUS] =
+    [const { spin::Mutex::new(crate::console::LineBuf::new()) }; NR_CPUS];
 
-static CONSOLE: [spin::Mutex<LineBuf>; NR_CPUS] =
-    [const { spin::Mutex::new(LineBuf { buf: [0; 160], len: 0 }) }; NR_CPUS];
-
+/// The console hypercall (test guests): byte `c` from `vcpu`.
 fn console_putc(vcpu: usize, c: u8) {
     let Some(l) = CONSOLE.get(vcpu) else { return };
-    let mut l = l.lock();
-    if c != b'\n' && l.len < l.buf.len() {
-        let n = l.len;
-        l.buf[n] = c;
-        l.len += 1;
-        return;
-    }
-    let line = core::str::from_utf8(&l.buf[..l.len]).unwrap_or("(not UTF-8)");
-    info!("d0v{vcpu}: {line}");
-    l.len = 0;
-    if c != b'\n' {
-        let n = l.len;
-        l.buf[n] = c;
-        l.len = 1;
+    if let Some(line) = l.lock().push(c) {
+        info!("d0v{vcpu}: {}", crate::console::Printable(line));
     }
 }
 
@@ -597,7 +581,10 @@ pub fn guest_sync(frame: &mut ExceptionFrame) {
     };
     count(vcpu, kind);
     if leaves_lrs {
-        guest_sync_inner(dom, frame, vcpu);
+        match (kind, dom.uart.as_ref()) {
+            (Exit::Uart, Some(u)) => emulate_uart(dom, u, frame, vcpu),
+            _ => guest_sync_inner(dom, frame, vcpu),
+        }
         if REFRESH[vcpu].swap(false, Ordering::Relaxed) {
             fold_lrs(dom, vcpu);
             flush_lrs(dom, vcpu);
@@ -670,7 +657,7 @@ fn guest_sync_inner(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
         }
         0x24 => {
             let ipa = mmio::fault_ipa(frame.far, guest::hpfar());
-            if !emulate_mmio(dom, frame, vcpu, ipa) {
+            if !emulate_vgic(dom, frame, vcpu, ipa) {
                 warn!(
                     "d0v{vcpu}: {} of IPA {ipa:#x} (VA {:#x}) at PC {:#x}: not the domain's memory nor a device; abort injected",
                     if syn.is_write() { "write" } else { "read" },
@@ -951,17 +938,13 @@ fn take_irqs(dom: &Domain, vcpu: usize) {
     }
 }
 
-/// Emulates a trapped access to one of the domain's emulated devices (its
+/// Emulates a trapped access to the domain's virtual GIC (its
 /// vGIC distributor and redistributors). Returns false if the address is
 /// not one of them. An access that cannot be decoded (no syndrome) or that
 /// the device refuses is logged; refused ones complete as read-as-zero /
 /// write-ignored, undecodable ones get an abort.
-fn emulate_mmio(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize, ipa: IntermediatePhysAddr) -> bool {
+fn emulate_vgic(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize, ipa: IntermediatePhysAddr) -> bool {
     let ipa = ipa.as_u64();
-    if let Some(u) = dom.uart.as_ref().filter(|u| u.region.base <= ipa && ipa < u.region.end()) {
-        emulate_uart(dom, u, frame, vcpu);
-        return true;
-    }
     let Some(v) = dom.vgic.as_ref() else { return false };
     let (region, what) = if v.gicd.base <= ipa && ipa < v.gicd.end() {
         (v.gicd, VgicFrame::Distributor)
@@ -970,14 +953,7 @@ fn emulate_mmio(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize, ipa: Inte
     } else {
         return false;
     };
-    let acc = match mmio::decode(frame.esr, frame.far, guest::hpfar()) {
-        Ok(a) => a,
-        Err(e) => {
-            warn!("d0v{vcpu}: vGIC access at PC {:#x} cannot be emulated: {e}; abort injected", frame.elr);
-            guest::inject_data_abort(frame, frame.far);
-            return true;
-        }
-    };
+    let Some(acc) = decode_or_abort(frame, vcpu, "vGIC") else { return true };
     let offset = acc.ipa.as_u64() - region.base;
     let size = acc.size.bytes() as usize;
     if acc.write {
@@ -997,16 +973,22 @@ fn emulate_mmio(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize, ipa: Inte
     true
 }
 
+/// Decodes a trapped access to an emulated device (`what`, for the log);
+/// one that cannot be decoded (no syndrome) gets an abort injected.
+fn decode_or_abort(frame: &mut ExceptionFrame, vcpu: usize, what: &str) -> Option<mmio::MmioAccess> {
+    match mmio::decode(frame.esr, frame.far, guest::hpfar()) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            warn!("d0v{vcpu}: {what} access at PC {:#x} cannot be emulated: {e}; abort injected", frame.elr);
+            guest::inject_data_abort(frame, frame.far);
+            None
+        }
+    }
+}
+
 /// A trapped access to the domain's emulated UART.
 fn emulate_uart(dom: &Domain, u: &DomainUart, frame: &mut ExceptionFrame, vcpu: usize) {
-    let acc = match mmio::decode(frame.esr, frame.far, guest::hpfar()) {
-        Ok(a) => a,
-        Err(e) => {
-            warn!("d0v{vcpu}: UART access at PC {:#x} cannot be emulated: {e}; abort injected", frame.elr);
-            guest::inject_data_abort(frame, frame.far);
-            return;
-        }
-    };
+    let Some(acc) = decode_or_abort(frame, vcpu, "UART") else { return };
     let offset = acc.ipa.as_u64() - u.region.base;
     let result = if acc.write {
         u.dev.write(vcpu, offset, acc.size, acc.write_data(&frame.x))

@@ -401,18 +401,7 @@ fn download(name: &str, version: &str, members: &[String]) -> Result<Fetched> {
     std::fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
     let result = (|| {
         eprintln!("[xtask] downloading {name}:{ARCH} {version} into {}", cache.display());
-        // apt drops to the _apt user for downloads when it can write there.
-        let _ = Command::new("chown").arg("_apt").arg(&tmp).stderr(Stdio::null()).status();
-        run_checked(
-            tool("apt-get", "apt")?.current_dir(&tmp).arg("download").arg(format!("{name}:{ARCH}={version}")),
-            &format!("apt-get download {name}:{ARCH}={version}"),
-        )?;
-        let deb = std::fs::read_dir(&tmp)
-            .context(|| format!("reading {}", tmp.display()))?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .ok_or_else(|| Error::new(format!("apt-get download of {name} left no .deb in {}", tmp.display())))?;
+        let deb = download_deb(&tmp, name, version)?;
         let out = tmp.join("root");
         std::fs::create_dir_all(&out).context(|| format!("creating {}", out.display()))?;
         extract(&deb, &out, members)?;
@@ -425,6 +414,23 @@ fn download(name: &str, version: &str, members: &[String]) -> Result<Fetched> {
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result.map(|()| done())
+}
+
+/// Downloads package `name` at `version` into the empty directory `dir`
+/// with `apt-get download`; returns the `.deb`.
+fn download_deb(dir: &Path, name: &str, version: &str) -> Result<PathBuf> {
+    // apt drops to the _apt user for downloads when it can write there.
+    let _ = Command::new("chown").arg("_apt").arg(dir).stderr(Stdio::null()).status();
+    run_checked(
+        tool("apt-get", "apt")?.current_dir(dir).arg("download").arg(format!("{name}:{ARCH}={version}")),
+        &format!("apt-get download {name}:{ARCH}={version}"),
+    )?;
+    std::fs::read_dir(dir)
+        .context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .ok_or_else(|| Error::new(format!("apt-get download of {name} left no .deb in {}", dir.display())))
 }
 
 /// Adds the files matching `members` of the package to its extracted copy
@@ -447,17 +453,7 @@ pub fn extract_more(p: &Fetched, tag: &str, members: &[String]) -> Result<()> {
     std::fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
     let result = (|| {
         eprintln!("[xtask] downloading {name}:{ARCH} {version} again for its {tag}");
-        let _ = Command::new("chown").arg("_apt").arg(&tmp).stderr(Stdio::null()).status();
-        run_checked(
-            tool("apt-get", "apt")?.current_dir(&tmp).arg("download").arg(format!("{name}:{ARCH}={version}")),
-            &format!("apt-get download {name}:{ARCH}={version} (for its {tag})"),
-        )?;
-        let deb = std::fs::read_dir(&tmp)
-            .context(|| format!("reading {}", tmp.display()))?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .ok_or_else(|| Error::new(format!("apt-get download of {name} left no .deb in {}", tmp.display())))?;
+        let deb = download_deb(&tmp, name, version)?;
         let out = tmp.join("root");
         std::fs::create_dir_all(&out).context(|| format!("creating {}", out.display()))?;
         extract(&deb, &out, members)?;
