@@ -98,11 +98,7 @@ impl Pl011 {
     /// Returns a received byte, if one is waiting (never waits).
     pub fn get(&self) -> Option<u8> {
         let regs = self.regs();
-        if regs.fr.is_set(FR::RXFE) {
-            None
-        } else {
-            Some(regs.dr.get() as u8)
-        }
+        if regs.fr.is_set(FR::RXFE) { None } else { Some(regs.dr.get() as u8) }
     }
 
     /// Unmasks the receive and receive-timeout interrupts, clearing any
@@ -113,9 +109,11 @@ impl Pl011 {
         regs.imsc.modify(INT::RX::SET + INT::RT::SET);
     }
 
-    /// Unmasks the receive and receive-timeout interrupts as they are
-    /// (after [`disable_rx_interrupt`](Self::disable_rx_interrupt) for flow
-    /// control: bytes left in the FIFO raise the interrupt again).
+    /// Unmasks the receive and receive-timeout interrupts as they are.
+    /// After [`disable_rx_interrupt`](Self::disable_rx_interrupt) for flow
+    /// control, bytes left in the FIFO do *not* raise the interrupt again
+    /// if it was cleared (RX rises only as the FIFO reaches its trigger
+    /// level): drain the FIFO first (see [`crate::console::rx`]).
     pub fn unmask_rx_interrupt(&self) {
         self.regs().imsc.modify(INT::RX::SET + INT::RT::SET);
     }
@@ -144,6 +142,24 @@ impl Pl011 {
         while self.regs().fr.is_set(FR::BUSY) {
             core::hint::spin_loop();
         }
+    }
+}
+
+impl crate::console::rx::PhysicalRx for Pl011 {
+    fn get(&mut self) -> Option<u8> {
+        Pl011::get(self)
+    }
+
+    fn clear_rx_interrupt(&mut self) {
+        Pl011::clear_rx_interrupt(self)
+    }
+
+    fn mask_rx_interrupt(&mut self) {
+        self.disable_rx_interrupt()
+    }
+
+    fn unmask_rx_interrupt(&mut self) {
+        Pl011::unmask_rx_interrupt(self)
     }
 }
 
