@@ -175,7 +175,7 @@ impl ConsoleRx {
     /// physical UART (its interrupt will not come by itself, see the
     /// module doc) and unmask it.
     pub fn on_guest_read(&mut self, uart: &mut impl PhysicalRx, guest: &impl GuestRx, act: impl FnMut(Action)) {
-        self.to_guest(guest);
+        self.fill_guest(guest);
         if self.throttled && self.queue.room() >= RESUME_ROOM {
             uart.clear_rx_interrupt();
             self.pull(uart, guest, act);
@@ -183,7 +183,7 @@ impl ConsoleRx {
     }
 
     /// Fills dom0's FIFO from the queue.
-    fn to_guest(&mut self, guest: &impl GuestRx) {
+    fn fill_guest(&mut self, guest: &impl GuestRx) {
         let mut space = guest.rx_space();
         while space > 0 {
             let Some(b) = self.queue.pop() else { break };
@@ -196,7 +196,7 @@ impl ConsoleRx {
     /// its interrupt is unmasked) or the queue is full (then it is masked).
     fn pull(&mut self, uart: &mut impl PhysicalRx, guest: &impl GuestRx, mut act: impl FnMut(Action)) {
         loop {
-            self.to_guest(guest);
+            self.fill_guest(guest);
             // One byte can release up to SWITCH_COUNT (held Ctrl-As).
             if self.queue.room() < usize::from(SWITCH_COUNT) {
                 if !self.throttled {
@@ -214,7 +214,7 @@ impl ConsoleRx {
                 Event::Hypervisor(bytes) => bytes.as_slice().iter().for_each(|&b| act(Action::DebugKey(b))),
             }
         }
-        self.to_guest(guest);
+        self.fill_guest(guest);
         if core::mem::take(&mut self.throttled) {
             uart.unmask_rx_interrupt();
         }
