@@ -28,7 +28,9 @@ commands:
           virtio disk), streaming the console; ends when QEMU exits.
           On aarch64 Armature boots Debian's arm64 Linux as dom0 (fetched with
           apt into the download cache, see below) with a busybox initramfs,
-          and dom0 starts a shell on the console (Ctrl-a x quits QEMU)
+          and dom0 starts a shell on the console: Ctrl-A three times switches
+          the input to Armature's debug keys and back, Ctrl-] x quits QEMU
+          (QEMU's escape key moved off Ctrl-A with -echr)
             --arch, --release, --features as for build
             --gic 2|3              GIC version (default 3 on aarch64, 2 on armv7)
             --smp N                CPUs (default 4 on aarch64, 2 on armv7)
@@ -339,9 +341,19 @@ fn run_dom0(o: &Options) -> Result<ExitCode> {
     }
 }
 
+/// What `run` says before an interactive session: the keys.
+fn interactive_banner() -> String {
+    let esc = xtask::qemu::ESCAPE.name;
+    format!(
+        "[xtask] interactive: dom0 starts a shell on the console; `poweroff -f` there, or {esc} x, ends QEMU.\n\
+         [xtask] Ctrl-A three times switches the input to Armature's debug keys ('h' lists them) and back; \
+         {esc} is QEMU's escape key ({esc} h: its keys)"
+    )
+}
+
 /// Runs QEMU in the foreground with the terminal as its console.
 fn run_interactive(qemu: &Qemu, log: &Path) -> Result<ExitCode> {
-    eprintln!("[xtask] interactive: dom0 starts a shell on the console; `poweroff -f` there, or Ctrl-a x, ends QEMU");
+    eprintln!("{}", interactive_banner());
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::new(format!("creating {}: {e}", dir.display())))?;
     }
