@@ -303,26 +303,11 @@ fn run_dom0(o: &Options) -> Result<ExitCode> {
     if let Some(b) = &o.dom0_bootargs {
         d.dom0_args = b.clone();
     }
-    if interactive {
-        d = d.shell();
-    }
     let path = if o.direct { "direct" } else { "uboot" };
     let name = format!("run-dom0-{}-{path}", o.hv);
-    let dir = paths::scratch_dir(&name)?;
-    let log = paths::log_path(&name);
-    if interactive {
-        qemu = qemu.interactive(&log);
-    }
-    // The devices dom0 must use; before U-Boot's boot disk, which stays its
-    // `virtio 0` (U-Boot numbers from the lowest transport, where QEMU puts
-    // the last virtio-mmio device).
-    qemu = dom0::with_devices(qemu, &dir)?;
-    qemu = if o.direct {
-        dom0::direct(qemu, &hv_image, &d, &dir)?
-    } else {
-        let env = if o.fast_env { Environment::Fast } else { Environment::BuiltIn };
-        dom0::uboot(&dir, &hv_image, image_file, &d, env)?.apply(qemu)
-    };
+    let env = if o.fast_env { Environment::Fast } else { Environment::BuiltIn };
+    let machine = dom0::RunMachine { hv_image: &hv_image, image_file, direct: o.direct, env, interactive, name: &name };
+    let (qemu, log) = dom0::run_machine(qemu, d, &machine)?;
     eprintln!("$ {}", qemu.command_line());
     if interactive {
         return run_interactive(&qemu, &log);
