@@ -9,9 +9,13 @@
 //! receive and receive-timeout interrupts (`UARTIMSC.RXIM | RTIM`): the
 //! UART's SPI (QEMU `virt`: SPI 1, INTID 33, level) then fires when input
 //! waits. Routing that SPI to a CPU and enabling it in the GIC is the
-//! interrupt code's job. Its handler reads with [`Pl011::get`] until it
-//! returns `None` — draining the FIFO is what clears both interrupts — and
-//! then calls [`Pl011::clear_rx_interrupt`] for the error bits.
+//! interrupt code's job. Its handler calls [`Pl011::clear_rx_interrupt`]
+//! first, then reads with [`Pl011::get`] until it returns `None`. `RXRIS`
+//! rises only as the FIFO reaches its trigger level (on QEMU, as a byte
+//! arrives in an empty FIFO; QEMU has no receive timeout): once cleared, it
+//! does not come back for bytes already in the FIFO, so whoever stops
+//! draining early must drain the rest itself later
+//! ([`crate::console::rx`]).
 
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_bitfields;
