@@ -15,7 +15,10 @@
 //!   SPI 33 → Linux), Ctrl-A three times gives the input to the hypervisor,
 //!   whose debug keys `h`, `d`, `i`, `q` answer, Ctrl-A three times gives
 //!   it back (the keys did not reach dom0), and `poweroff -f` typed in dom0
-//!   ends QEMU with 0.
+//!   ends QEMU with 0; the same session typed in 8-byte bursts
+//!   (`console_input_typed_in_bursts`) and pasted, with 4 KiB more whose
+//!   MD5 dom0's shell prints (`console_input_pasted`). Through a terminal,
+//!   as a person uses `./x run`: `tests/console_tty.rs`.
 //!
 //! Every boot's console is also checked for lines where the hypervisor's
 //! log and dom0's output mixed ([`xtask::hvlog::mixed_lines`]) and for the
