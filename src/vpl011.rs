@@ -464,6 +464,18 @@ impl<S: FnMut(u8) + Send> Vpl011<S> {
     }
 }
 
+impl<S: FnMut(u8) + Send> crate::console::rx::GuestRx for Vpl011<S> {
+    fn rx_space(&self) -> usize {
+        Vpl011::rx_space(self)
+    }
+
+    fn push_rx(&self, byte: u8) {
+        // Overruns cannot happen (the caller checks the room) and bytes
+        // for a receiver that is off are dropped, as on the line.
+        let _ = Vpl011::push_rx(self, byte);
+    }
+}
+
 /// The 32-bit register an access falls in, and the access's bit position in
 /// it; 64-bit accesses are refused.
 fn locate(offset: u64, size: AccessSize) -> Result<(u64, u32), MmioError> {

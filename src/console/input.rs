@@ -12,9 +12,9 @@
 //! logs [`Focus::switch_message`], pushes dom0's bytes into its UART model
 //! (`crate::vpl011::Vpl011::push_rx`) and runs the debug keys' actions.
 //!
-//! The caller reads the bytes from the physical UART without blocking
-//! ([`crate::console::try_getc`]), from its receive interrupt
-//! ([`crate::console::pl011::Pl011::enable_rx_interrupt`]) or by polling.
+//! The caller, [`crate::console::rx`], reads the bytes from the physical
+//! UART's receive interrupt
+//! ([`crate::console::pl011::Pl011::enable_rx_interrupt`]).
 
 use core::fmt;
 

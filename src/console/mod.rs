@@ -8,11 +8,13 @@
 //!
 //! Input: [`try_getc`] reads the console UART without waiting and without
 //! the lock; [`input`] decides whether a key is for the hypervisor or for
-//! dom0; [`line`](mod@line) turns a guest's output into log lines.
+//! dom0; [`rx`] carries dom0's input from the physical UART to its
+//! emulated one; [`line`](mod@line) turns a guest's output into log lines.
 
 pub mod input;
 pub mod line;
 pub mod pl011;
+pub mod rx;
 
 pub use line::{LineBuf, Printable};
 

@@ -9,9 +9,13 @@
 //! receive and receive-timeout interrupts (`UARTIMSC.RXIM | RTIM`): the
 //! UART's SPI (QEMU `virt`: SPI 1, INTID 33, level) then fires when input
 //! waits. Routing that SPI to a CPU and enabling it in the GIC is the
-//! interrupt code's job. Its handler reads with [`Pl011::get`] until it
-//! returns `None` — draining the FIFO is what clears both interrupts — and
-//! then calls [`Pl011::clear_rx_interrupt`] for the error bits.
+//! interrupt code's job. Its handler calls [`Pl011::clear_rx_interrupt`]
+//! first, then reads with [`Pl011::get`] until it returns `None`. `RXRIS`
+//! rises only as the FIFO reaches its trigger level (on QEMU, as a byte
+//! arrives in an empty FIFO; QEMU has no receive timeout): once cleared, it
+//! does not come back for bytes already in the FIFO, so whoever stops
+//! draining early must drain the rest itself later
+//! ([`crate::console::rx`]).
 
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_bitfields;
@@ -113,9 +117,11 @@ impl Pl011 {
         regs.imsc.modify(INT::RX::SET + INT::RT::SET);
     }
 
-    /// Unmasks the receive and receive-timeout interrupts as they are
-    /// (after [`disable_rx_interrupt`](Self::disable_rx_interrupt) for flow
-    /// control: bytes left in the FIFO raise the interrupt again).
+    /// Unmasks the receive and receive-timeout interrupts as they are.
+    /// After [`disable_rx_interrupt`](Self::disable_rx_interrupt) for flow
+    /// control, bytes left in the FIFO do *not* raise the interrupt again
+    /// if it was cleared (RX rises only as the FIFO reaches its trigger
+    /// level): drain the FIFO first (see [`crate::console::rx`]).
     pub fn unmask_rx_interrupt(&self) {
         self.regs().imsc.modify(INT::RX::SET + INT::RT::SET);
     }
@@ -144,6 +150,24 @@ impl Pl011 {
         while self.regs().fr.is_set(FR::BUSY) {
             core::hint::spin_loop();
         }
+    }
+}
+
+impl crate::console::rx::PhysicalRx for Pl011 {
+    fn get(&mut self) -> Option<u8> {
+        Pl011::get(self)
+    }
+
+    fn clear_rx_interrupt(&mut self) {
+        Pl011::clear_rx_interrupt(self)
+    }
+
+    fn mask_rx_interrupt(&mut self) {
+        self.disable_rx_interrupt()
+    }
+
+    fn unmask_rx_interrupt(&mut self) {
+        Pl011::unmask_rx_interrupt(self)
     }
 }
 

@@ -29,7 +29,8 @@ use crate::gic;
 use crate::vgic::{Frame as VgicFrame, GICR_STRIDE, HwAction, Lr, MAX_LRS, Vgic, VgicConfig, Virq};
 use crate::vpsci::{Action, PsciDomain, SmcccCall, StartInfo, UnhandledCalls, VcpuPower};
 use core::sync::atomic::{AtomicU32, Ordering};
-use crate::console::input::{DebugKey, Event, Focus, InputSwitch};
+use crate::console::input::{DebugKey, Focus};
+use crate::console::rx::{Action as ConsoleAction, ConsoleRx};
 use crate::mmio::MmioDevice;
 use crate::vpl011::Vpl011;
 use log::{info, warn};
@@ -89,8 +90,10 @@ fn dom0_tx(byte: u8) {
     crate::console::with(|c| c.write_guest(&[byte]));
 }
 
-/// Who gets what is typed on the console (Ctrl-A three times switches).
-static INPUT: spin::Mutex<InputSwitch> = spin::Mutex::new(InputSwitch::new());
+/// Who gets what is typed on the console (Ctrl-A three times switches),
+/// and dom0's input on its way. Lock order: this, then dom0's UART, then
+/// the vGIC.
+static INPUT: spin::Mutex<ConsoleRx> = spin::Mutex::new(ConsoleRx::new());
 
 /// A domain's virtual GIC and where the guest sees it (dom0: at the host
 /// GIC's addresses).
@@ -1004,7 +1007,7 @@ fn emulate_uart(dom: &Domain, u: &DomainUart, frame: &mut ExceptionFrame, vcpu: 
         }
     }
     if !acc.write {
-        resume_console_input(u);
+        resume_console_input(dom, u);
     }
     uart_irq(dom, u, vcpu);
 }
@@ -1031,49 +1034,27 @@ fn start_console_input(dom: &Domain) {
     info!("{}", Focus::Dom0.switch_message());
 }
 
-/// What was typed: to dom0's UART, or to the hypervisor's debug keys.
-/// The interrupt is cleared before the FIFO is drained, so a byte arriving
-/// meanwhile raises it again. When dom0's receive FIFO is full, the rest
-/// waits in the physical UART (its interrupt masked) until dom0 reads:
-/// see [`resume_console_input`].
+/// What was typed: to dom0's UART (through the queue of
+/// [`crate::console::rx`]), or to the hypervisor's debug keys.
 fn console_input(dom: &Domain, me: usize) {
-    let (Some(u), Some(uart)) = (dom.uart.as_ref(), crate::console::current_uart()) else { return };
-    uart.clear_rx_interrupt();
-    loop {
-        if INPUT.lock().focus() == Focus::Dom0 && u.dev.rx_space() < 2 {
-            // A switch sequence or a held Ctrl-A can release two bytes.
-            uart.disable_rx_interrupt();
-            RX_THROTTLED.store(true, Ordering::Release);
-            break;
-        }
-        let Some(b) = crate::console::try_getc() else { break };
-        let event = INPUT.lock().feed(b);
-        match event {
-            Event::Held => {}
-            Event::Switched(focus) => info!("{}", focus.switch_message()),
-            Event::Dom0(bytes) => {
-                for &b in bytes.as_slice() {
-                    u.dev.push_rx(b);
-                }
-            }
-            Event::Hypervisor(bytes) => bytes.as_slice().iter().for_each(|&b| debug_key(dom, b)),
-        }
-    }
+    let (Some(u), Some(mut uart)) = (dom.uart.as_ref(), crate::console::current_uart()) else { return };
+    INPUT.lock().on_interrupt(&mut uart, &u.dev, |a| console_action(dom, a));
     uart_irq(dom, u, me);
 }
 
-/// Whether console input waits for room in dom0's receive FIFO.
-static RX_THROTTLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Dom0 read from its UART: queued input follows into the room it made
+/// (and input held back by flow control is let in again).
+fn resume_console_input(dom: &Domain, u: &DomainUart) {
+    if let Some(mut uart) = crate::console::current_uart() {
+        INPUT.lock().on_guest_read(&mut uart, &u.dev, |a| console_action(dom, a));
+    }
+}
 
-/// Dom0 read from its UART: if input was held back for lack of room, let
-/// the physical UART interrupt again.
-fn resume_console_input(u: &DomainUart) {
-    if RX_THROTTLED.load(Ordering::Acquire)
-        && u.dev.rx_space() >= 2
-        && RX_THROTTLED.swap(false, Ordering::AcqRel)
-        && let Some(uart) = crate::console::current_uart()
-    {
-        uart.unmask_rx_interrupt();
+/// An input switch or a debug key, from [`crate::console::rx`].
+fn console_action(dom: &Domain, a: ConsoleAction) {
+    match a {
+        ConsoleAction::Switched(focus) => info!("{}", focus.switch_message()),
+        ConsoleAction::DebugKey(b) => debug_key(dom, b),
     }
 }
 

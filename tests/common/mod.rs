@@ -291,3 +291,39 @@ pub fn uboot_boot_image(
 pub fn fdtput(dtb: &std::path::Path, args: &[&str]) {
     xtask::fdt::fdtput(dtb, args).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// A 4 KiB paste for dom0's shell: a here-doc of 64 different lines of 64
+/// bytes that the shell stores in `/tmp/p`, then `md5sum /tmp/p; wc -c <
+/// /tmp/p`, each line ended by a carriage return (Enter, as a terminal
+/// sends it). Returns what to type and what the shell must print back: the
+/// MD5 (by the host's `md5sum`) and the size, each on its line.
+pub fn paste_4k() -> (String, String) {
+    use std::io::Write;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let lines: Vec<String> = (0..64)
+        .map(|i| {
+            let body: String = (0..58)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[(x % 62) as usize] as char
+                })
+                .collect();
+            format!("L{i:03}-{body}")
+        })
+        .collect();
+    let content: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    assert_eq!(content.len(), 4096);
+    let mut md5sum = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("md5sum");
+    md5sum.stdin.take().expect("md5sum's stdin").write_all(content.as_bytes()).expect("md5sum");
+    let out = md5sum.wait_with_output().expect("md5sum");
+    let sum = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string();
+    assert_eq!(sum.len(), 32, "md5sum printed {:?}", String::from_utf8_lossy(&out.stdout));
+    let typed: String = lines.iter().map(|l| format!("{l}\r")).collect();
+    (format!("cat > /tmp/p <<'EOF'\r{typed}EOF\rmd5sum /tmp/p; wc -c < /tmp/p\r"), format!("\n{sum}  /tmp/p\n4096\n"))
+}

@@ -256,6 +256,49 @@ pub fn with_devices(qemu: Qemu, dir: &Path) -> Result<Qemu> {
     Ok(qemu.drive(Drive::VirtioBlk(disk)).args(["-device", "virtio-rng-pci"]))
 }
 
+/// How `./x run` (`cargo xtask run`) boots a dom0.
+#[derive(Clone, Debug)]
+pub struct RunMachine<'a> {
+    /// The hypervisor's image, and its name on U-Boot's disk.
+    pub hv_image: &'a Path,
+    /// [`crate::uboot::IMAGE_FILE`] for Armature, `xen` for Xen.
+    pub image_file: &'a str,
+    /// QEMU's `-kernel` and loader instead of U-Boot.
+    pub direct: bool,
+    /// U-Boot's environment.
+    pub env: Environment,
+    /// A person at a terminal: dom0 starts a shell and QEMU's console is
+    /// the terminal ([`Qemu::interactive`], QEMU's escape key moved to
+    /// [`crate::qemu::ESCAPE`]).
+    pub interactive: bool,
+    /// Names the scratch directory and the console log.
+    pub name: &'a str,
+}
+
+/// `./x run`'s machine: `qemu` with dom0's devices and `dom0` booted the
+/// way `m` says. Returns QEMU and where the console log goes. The tests
+/// drive the same machine through a terminal (`tests/console_tty.rs`).
+pub fn run_machine(mut qemu: Qemu, mut dom0: Dom0, m: &RunMachine<'_>) -> Result<(Qemu, PathBuf)> {
+    if m.interactive {
+        dom0 = dom0.shell();
+    }
+    let dir = crate::paths::scratch_dir(m.name)?;
+    let log = crate::paths::log_path(m.name);
+    if m.interactive {
+        qemu = qemu.interactive(&log);
+    }
+    // The devices dom0 must use; before U-Boot's boot disk, which stays its
+    // `virtio 0` (U-Boot numbers from the lowest transport, where QEMU puts
+    // the last virtio-mmio device).
+    qemu = with_devices(qemu, &dir)?;
+    let qemu = if m.direct {
+        direct(qemu, m.hv_image, &dom0, &dir)?
+    } else {
+        uboot(&dir, m.hv_image, m.image_file, &dom0, m.env)?.apply(qemu)
+    };
+    Ok((qemu, log))
+}
+
 /// Bare Linux: `-kernel`, `-initrd`, `-append`.
 pub fn bare(qemu: Qemu, kernel: &Path, initrd: &Path, args: &str) -> Qemu {
     qemu.kernel(kernel).initrd(initrd).append(args)

@@ -28,7 +28,9 @@ commands:
           virtio disk), streaming the console; ends when QEMU exits.
           On aarch64 Armature boots Debian's arm64 Linux as dom0 (fetched with
           apt into the download cache, see below) with a busybox initramfs,
-          and dom0 starts a shell on the console (Ctrl-a x quits QEMU)
+          and dom0 starts a shell on the console: Ctrl-A three times switches
+          the input to Armature's debug keys and back, Ctrl-] x quits QEMU
+          (QEMU's escape key moved off Ctrl-A with -echr)
             --arch, --release, --features as for build
             --gic 2|3              GIC version (default 3 on aarch64, 2 on armv7)
             --smp N                CPUs (default 4 on aarch64, 2 on armv7)
@@ -301,26 +303,11 @@ fn run_dom0(o: &Options) -> Result<ExitCode> {
     if let Some(b) = &o.dom0_bootargs {
         d.dom0_args = b.clone();
     }
-    if interactive {
-        d = d.shell();
-    }
     let path = if o.direct { "direct" } else { "uboot" };
     let name = format!("run-dom0-{}-{path}", o.hv);
-    let dir = paths::scratch_dir(&name)?;
-    let log = paths::log_path(&name);
-    if interactive {
-        qemu = qemu.interactive(&log);
-    }
-    // The devices dom0 must use; before U-Boot's boot disk, which stays its
-    // `virtio 0` (U-Boot numbers from the lowest transport, where QEMU puts
-    // the last virtio-mmio device).
-    qemu = dom0::with_devices(qemu, &dir)?;
-    qemu = if o.direct {
-        dom0::direct(qemu, &hv_image, &d, &dir)?
-    } else {
-        let env = if o.fast_env { Environment::Fast } else { Environment::BuiltIn };
-        dom0::uboot(&dir, &hv_image, image_file, &d, env)?.apply(qemu)
-    };
+    let env = if o.fast_env { Environment::Fast } else { Environment::BuiltIn };
+    let machine = dom0::RunMachine { hv_image: &hv_image, image_file, direct: o.direct, env, interactive, name: &name };
+    let (qemu, log) = dom0::run_machine(qemu, d, &machine)?;
     eprintln!("$ {}", qemu.command_line());
     if interactive {
         return run_interactive(&qemu, &log);
@@ -339,9 +326,19 @@ fn run_dom0(o: &Options) -> Result<ExitCode> {
     }
 }
 
+/// What `run` says before an interactive session: the keys.
+fn interactive_banner() -> String {
+    let esc = xtask::qemu::ESCAPE.name;
+    format!(
+        "[xtask] interactive: dom0 starts a shell on the console; `poweroff -f` there, or {esc} x, ends QEMU.\n\
+         [xtask] Ctrl-A three times switches the input to Armature's debug keys ('h' lists them) and back; \
+         {esc} is QEMU's escape key ({esc} h: its keys)"
+    )
+}
+
 /// Runs QEMU in the foreground with the terminal as its console.
 fn run_interactive(qemu: &Qemu, log: &Path) -> Result<ExitCode> {
-    eprintln!("[xtask] interactive: dom0 starts a shell on the console; `poweroff -f` there, or Ctrl-a x, ends QEMU");
+    eprintln!("{}", interactive_banner());
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::new(format!("creating {}: {e}", dir.display())))?;
     }

@@ -31,6 +31,22 @@ pub enum Drive {
     },
 }
 
+/// A key of QEMU's terminal multiplexer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EscapeKey {
+    /// The byte the terminal sends.
+    pub byte: u8,
+    /// How a person presses it.
+    pub name: &'static str,
+}
+
+/// QEMU's escape key on interactive consoles ([`Qemu::interactive`]):
+/// Ctrl-] (as telnet's and `virsh console`'s), not QEMU's default Ctrl-A,
+/// which is Armature's input switch (Ctrl-A three times) and would be
+/// eaten by QEMU (Ctrl-A Ctrl-A sends one Ctrl-A, a third one waits for a
+/// command key). `Ctrl-] x` quits QEMU, `Ctrl-] h` lists its keys.
+pub const ESCAPE: EscapeKey = EscapeKey { byte: 0x1d, name: "Ctrl-]" };
+
 /// A QEMU `virt` machine to boot Armature on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Qemu {
@@ -152,9 +168,11 @@ impl Qemu {
 
     /// An interactive console: the serial port on a multiplexed stdio
     /// chardev (`-chardev stdio,mux=on,signal=off,logfile=<log>`), so that
-    /// the terminal's input reaches the guest (Ctrl-C included; `Ctrl-a x`
-    /// quits QEMU) and QEMU itself keeps the console log in `log`. For QEMU
-    /// run in the foreground with the terminal as stdin, not by the runner.
+    /// the terminal's input reaches the guest (Ctrl-C included) and QEMU
+    /// itself keeps the console log in `log`. QEMU's escape key moves from
+    /// Ctrl-A, Armature's input switch, to [`ESCAPE`] (`-echr`): `Ctrl-] x`
+    /// quits QEMU. For QEMU run in the foreground with the terminal as
+    /// stdin, not by the runner.
     pub fn interactive(mut self, log: impl Into<PathBuf>) -> Self {
         self.interactive_log = Some(log.into());
         self
@@ -236,6 +254,7 @@ impl Qemu {
                 let chardev = format!("stdio,id=console,mux=on,signal=off,logfile={}", option_value(log));
                 push(&["-display".as_ref(), "none".as_ref(), "-chardev".as_ref(), chardev.as_ref()]);
                 push(&["-serial".as_ref(), "chardev:console".as_ref()]);
+                push(&["-echr".as_ref(), format!("{:#x}", ESCAPE.byte).as_ref()]);
             }
         }
         for fixed in ["-monitor", "none", "-no-reboot", "-nic", "none"] {
@@ -391,7 +410,7 @@ mod tests {
         assert!(
             line.contains(
                 "-display none -chardev stdio,id=console,mux=on,signal=off,logfile=/l/run.log \
-                 -serial chardev:console -monitor none -no-reboot -nic none -kernel /k -initrd /i.cpio"
+                 -serial chardev:console -echr 0x1d -monitor none -no-reboot -nic none -kernel /k -initrd /i.cpio"
             ),
             "{line}"
         );
