@@ -9,7 +9,6 @@ use std::format;
 use std::string::ToString;
 use std::vec::Vec;
 
-
 fn count(leaves: &[Leaf], size: PageSize) -> usize {
     leaves.iter().filter(|l| l.size == size).count()
 }

@@ -44,6 +44,25 @@ const INVALID_PARAMETERS: u64 = -2i64 as u64;
 const ALREADY_ON: u64 = -4i64 as u64;
 const INVALID_ADDRESS: u64 = -9i64 as u64;
 
+macro_rules! mrs {
+    ($reg:expr) => {{
+        let v: u64;
+        // SAFETY: a system register read; an UNDEF is taken by the vectors
+        // and skipped.
+        unsafe { asm!("mov {v}, xzr", concat!("mrs {v}, ", $reg), v = out(reg) v, options(nostack)) };
+        v
+    }};
+}
+
+macro_rules! msr {
+    ($reg:expr, $v:expr) => {{
+        let v: u64 = $v;
+        // SAFETY: a system register write the case chose as harmless; an
+        // UNDEF is taken by the vectors and skipped.
+        unsafe { asm!(concat!("msr ", $reg, ", {v}"), "isb", v = in(reg) v, options(nostack)) };
+    }};
+}
+
 /// Commands to the other vCPUs.
 const CMD_OFF: u64 = 1;
 /// Spin with every exception masked for the milliseconds in bits 63:8.
@@ -137,6 +156,8 @@ pub fn secondary(v: usize) -> ! {
                 println!("FAIL hostile/cpu-off: CPU_OFF returned on vCPU {v}");
             }
             CMD_SPIN_MASKED => {
+                let total = || me.irqs.iter().map(|c| c.load(SeqCst)).sum::<u32>();
+                let before = total();
                 // SAFETY: masks D, A, I, F: nothing interrupts the spin.
                 unsafe { asm!("msr daifset, #0xf", options(nomem, nostack)) };
                 let end = rt::counter() + rt::frequency() / 1000 * arg;
@@ -145,6 +166,7 @@ pub fn secondary(v: usize) -> ! {
                     spins += 1;
                 }
                 me.result.store(spins, SeqCst);
+                me.spin_irqs.store(total() - before, SeqCst);
                 // SAFETY: unmasks them again (the vCPU runs with D, A, F
                 // masked, as it started, and I clear).
                 unsafe { asm!("msr daifclr, #2", "isb", options(nomem, nostack)) };
@@ -244,7 +266,9 @@ fn aborts() {
     case("abort/ldp-unmapped", || {
         let (n, t) = trap_of(|| {
             // SAFETY: a pair load from nothing: aborts, skipped.
-            unsafe { asm!("ldp {a}, {b}, [{p}]", p = in(reg) UNMAPPED, a = out(reg) _, b = out(reg) _, options(nostack)) };
+            unsafe {
+                asm!("ldp {a}, {b}, [{p}]", p = in(reg) UNMAPPED, a = out(reg) _, b = out(reg) _, options(nostack))
+            };
         });
         data_abort(n, t, UNMAPPED, false)
     });
@@ -273,6 +297,45 @@ fn aborts() {
             Ok(())
         });
     }
+    // Stage-1 table walks that leave the domain's RAM: an abort, never an
+    // emulated device read as a page table.
+    case("abort/table-walk-no-ram", || walk_into(NO_RAM));
+    case("abort/table-walk-into-uart", || walk_into(UART));
+    case("abort/table-walk-into-gicd", || walk_into(GICD));
+    // The GIC frames the hypervisor keeps: never mapped for the guest.
+    let kept: &[(&str, u64)] = if v3() {
+        &[("isolation/gicv3-its", 0x0808_0000)]
+    } else {
+        &[("isolation/gicv2-gich", 0x0803_0000), ("isolation/gicv2-gicv", 0x0804_0000)]
+    };
+    for &(name, a) in kept {
+        case(name, || {
+            let (n, t) = trap_of(|| {
+                read(a, 4);
+            });
+            data_abort(n, t, a, false)
+        });
+    }
+}
+
+/// Reads at a TTBR1 address with TTBR1_EL1's tables at `table` (an IPA
+/// that is not RAM): the stage-1 walk itself faults at stage 2.
+fn walk_into(table: u64) -> Outcome {
+    let va = 0xffff_0000_0000_0040u64;
+    let tcr = mrs!("tcr_el1");
+    // T1SZ 16, TG1 4 KiB, SH1 inner, WB walks, EPD1 clear.
+    let walks = (tcr & !(1 << 23) & !(0xffff << 16)) | (16 << 16) | (2 << 30) | (3 << 28) | (1 << 26) | (1 << 24);
+    msr!("ttbr1_el1", table);
+    msr!("tcr_el1", walks);
+    let (n, t) = trap_of(|| {
+        read(va, 8);
+    });
+    msr!("tcr_el1", tcr);
+    // SAFETY: drops whatever the failed walk left in the TLBs.
+    unsafe { asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack)) };
+    check!(n == 1 && t.ec() == 0x25 && t.fsc() == 0x10, "{n} exceptions, ESR {:#x}", t.esr);
+    check!(t.far == va, "FAR {:#x}, expected {va:#x}", t.far);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -283,7 +346,9 @@ fn mmio() {
     case("mmio/ldp-gicd", || {
         let (n, t) = trap_of(|| {
             // SAFETY: a pair load from the emulated distributor.
-            unsafe { asm!("ldp {a:w}, {b:w}, [{p}]", p = in(reg) GICD, a = out(reg) _, b = out(reg) _, options(nostack)) };
+            unsafe {
+                asm!("ldp {a:w}, {b:w}, [{p}]", p = in(reg) GICD, a = out(reg) _, b = out(reg) _, options(nostack))
+            };
         });
         data_abort(n, t, GICD, false)
     });
@@ -542,6 +607,56 @@ fn vgic() {
             Ok(())
         });
     }
+    case("vgic/every-spi-pending-at-once", || {
+        // All 256 SPIs enabled and made pending at once, to vCPU 0: more
+        // than the list registers hold; each must be taken once.
+        let v = me();
+        for b in &v.spis {
+            b.store(0, SeqCst);
+        }
+        rt::mask_irqs(true);
+        for n in 1..9u64 {
+            for i in 0..8u64 {
+                write(GICD + 0x400 + n * 32 + i * 4, 4, 0xa0a0_a0a0);
+                if !v3() {
+                    write(GICD + 0x800 + n * 32 + i * 4, 4, 0x0101_0101);
+                }
+            }
+            if v3() {
+                for i in 0..32 {
+                    write(GICD + 0x6000 + 8 * (n * 32 + i), 8, 0);
+                }
+            }
+            write(GICD + 0x200 + 4 * n, 4, 0xffff_ffff); // ISPENDR
+            write(GICD + 0x100 + 4 * n, 4, 0xffff_ffff); // ISENABLER
+        }
+        rt::mask_irqs(false);
+        let all = |v: &rt::PerVcpu| {
+            (1..9).all(|n| {
+                let w = v.spis[n / 2].load(SeqCst);
+                (if n % 2 == 0 { w } else { w >> 32 }) as u32 == u32::MAX
+            })
+        };
+        let done = wait_for(2000, || all(v));
+        for n in 1..9u64 {
+            write(GICD + 0x180 + 4 * n, 4, 0xffff_ffff); // ICENABLER
+            write(GICD + 0x280 + 4 * n, 4, 0xffff_ffff); // ICPENDR
+            write(GICD + 0x380 + 4 * n, 4, 0xffff_ffff); // ICACTIVER
+        }
+        let taken = v.spi_count.load(SeqCst);
+        check!(
+            done,
+            "not every SPI was taken ({taken} interrupts): {:#x?}",
+            [
+                v.spis[0].load(SeqCst),
+                v.spis[1].load(SeqCst),
+                v.spis[2].load(SeqCst),
+                v.spis[3].load(SeqCst),
+                v.spis[4].load(SeqCst)
+            ]
+        );
+        Ok(())
+    });
     case("vgic/out-of-range-intids", || {
         // 288 lines: INTIDs 288-1019 do not exist.
         let isenabler9 = GICD + 0x100 + 4 * 9;
@@ -604,7 +719,11 @@ fn vgic() {
             let a = gic::gicr(nvcpus()) + 8;
             let mut v = 0;
             let (n, t) = trap_of(|| v = read(a, 8));
-            check!(n == 0 && v == 0 || n == 1 && t.ec() == 0x25, "GICR_TYPER past the last vCPU: {v:#x}, ESR {:#x}", t.esr);
+            check!(
+                n == 0 && v == 0 || n == 1 && t.ec() == 0x25,
+                "GICR_TYPER past the last vCPU: {v:#x}, ESR {:#x}",
+                t.esr
+            );
             Ok(())
         });
         case("vgic/gicd-sgir-v3", || {
@@ -704,12 +823,17 @@ fn smccc() {
         for (entity, owner) in ENTITIES {
             let name = rt::Detail::new(format_args!("smccc/{}-{entity}", if smc_conduit { "smc" } else { "hvc" }));
             case(name.as_str(), || {
-                for (kind, bits) in [("fast32", 0x8000_0000u64), ("fast64", 0xc000_0000), ("yield32", 0), ("yield64", 0x4000_0000)]
+                for (kind, bits) in
+                    [("fast32", 0x8000_0000u64), ("fast64", 0xc000_0000), ("yield32", 0), ("yield64", 0x4000_0000)]
                 {
                     let id = bits | (owner << 24) | 0xfe7f;
                     let (r, kept) =
                         if smc_conduit { rt::call::<true>([id, 1, 2, 3]) } else { rt::call::<false>([id, 1, 2, 3]) };
-                    let ok = if bits & 0x4000_0000 == 0 { r[0] as u32 == NOT_SUPPORTED as u32 } else { r[0] == NOT_SUPPORTED };
+                    let ok = if bits & 0x4000_0000 == 0 {
+                        r[0] as u32 == NOT_SUPPORTED as u32
+                    } else {
+                        r[0] == NOT_SUPPORTED
+                    };
                     check!(ok, "{kind} {id:#x}: x0 = {:#x}, expected -1 (NOT_SUPPORTED)", r[0]);
                     check!(kept, "{kind} {id:#x}: x4-x17 not preserved");
                 }
@@ -818,7 +942,12 @@ fn psci() {
             ([AFFINITY_INFO_32, 0xffff_ffff_0000_0000, 0, 0], 0),
         ] {
             let r = hvc(args)[0];
-            check!(r as u32 == want as u32, "AFFINITY_INFO({:#x}, {:#x}): {r:#x}, expected {want:#x}", args[1], args[2]);
+            check!(
+                r as u32 == want as u32,
+                "AFFINITY_INFO({:#x}, {:#x}): {r:#x}, expected {want:#x}",
+                args[1],
+                args[2]
+            );
         }
         Ok(())
     });
@@ -885,7 +1014,10 @@ fn psci() {
                     continue;
                 }
                 let r = hvc([id, 0, rt::secondary_entry(), 0])[0];
-                check!(r as u32 == NOT_SUPPORTED as u32, "{id:#x}: PSCI_FEATURES says NOT_SUPPORTED, the call returned {r:#x}");
+                check!(
+                    r as u32 == NOT_SUPPORTED as u32,
+                    "{id:#x}: PSCI_FEATURES says NOT_SUPPORTED, the call returned {r:#x}"
+                );
             }
             Ok(())
         });
@@ -908,24 +1040,6 @@ fn undef(what: &str, f: impl FnOnce()) -> Outcome {
     let (n, t) = trap_of(f);
     check!(n == 1 && t.ec() == 0, "{what}: {n} exceptions, ESR {:#x}, expected an UNDEF (EC 0)", t.esr);
     Ok(())
-}
-
-macro_rules! mrs {
-    ($reg:expr) => {{
-        let v: u64;
-        // SAFETY: a system register read; an UNDEF is taken by the vectors
-        // and skipped.
-        unsafe { asm!("mov {v}, xzr", concat!("mrs {v}, ", $reg), v = out(reg) v, options(nostack)) };
-        v
-    }};
-}
-
-macro_rules! msr {
-    ($reg:expr, $v:expr) => {{
-        // SAFETY: a system register write the case chose as harmless; an
-        // UNDEF is taken by the vectors and skipped.
-        unsafe { asm!(concat!("msr ", $reg, ", {v}"), "isb", v = in(reg) $v, options(nostack)) };
-    }};
 }
 
 macro_rules! id_regs {
@@ -988,70 +1102,114 @@ fn sysregs() {
         Ok(())
     });
     case("sysreg/debug-registers", || {
-        ok_or_undef("MDSCR_EL1", || {
-            let v = mrs!("mdscr_el1");
-            msr!("mdscr_el1", v);
-        })?;
-        ok_or_undef("DBGBVR0/DBGBCR0", || {
-            msr!("dbgbvr0_el1", 0x1000u64);
-            msr!("dbgbcr0_el1", 0u64);
-            let _ = (mrs!("dbgbvr0_el1"), mrs!("dbgbcr0_el1"));
-        })?;
-        ok_or_undef("DBGWVR0/DBGWCR0", || {
-            msr!("dbgwvr0_el1", 0x1000u64);
-            msr!("dbgwcr0_el1", 0u64);
-        })?;
-        ok_or_undef("OSLAR/OSLSR/OSDLR", || {
-            msr!("oslar_el1", 0u64);
-            let _ = mrs!("oslsr_el1");
-            msr!("osdlr_el1", 0u64);
-        })?;
-        ok_or_undef("MDCCSR_EL0/DBGCLAIM", || {
-            let _ = (mrs!("mdccsr_el0"), mrs!("dbgclaimclr_el1"));
-            msr!("dbgclaimset_el1", 0u64);
-        })?;
-        ok_or_undef("MDRAR_EL1", || {
-            let _ = mrs!("mdrar_el1");
-        })
+        // Each access on its own: native, emulated or an UNDEF.
+        for (what, f) in [
+            ("MDSCR_EL1", (|| msr!("mdscr_el1", mrs!("mdscr_el1"))) as fn()),
+            ("DBGBVR0_EL1 write", || msr!("dbgbvr0_el1", 0x1000u64)),
+            ("DBGBCR0_EL1 write", || msr!("dbgbcr0_el1", 0u64)),
+            ("DBGBVR0_EL1", || {
+                let _ = mrs!("dbgbvr0_el1");
+            }),
+            ("DBGWVR0_EL1 write", || msr!("dbgwvr0_el1", 0x1000u64)),
+            ("DBGWCR0_EL1 write", || msr!("dbgwcr0_el1", 0u64)),
+            ("OSLAR_EL1 write", || msr!("oslar_el1", 0u64)),
+            ("OSLSR_EL1", || {
+                let _ = mrs!("oslsr_el1");
+            }),
+            ("OSDLR_EL1 write", || msr!("osdlr_el1", 0u64)),
+            ("MDCCSR_EL0", || {
+                let _ = mrs!("mdccsr_el0");
+            }),
+            ("DBGCLAIMCLR_EL1", || {
+                let _ = mrs!("dbgclaimclr_el1");
+            }),
+            ("DBGCLAIMSET_EL1 write", || msr!("dbgclaimset_el1", 0u64)),
+            ("MDRAR_EL1", || {
+                let _ = mrs!("mdrar_el1");
+            }),
+        ] {
+            ok_or_undef(what, f)?;
+        }
+        Ok(())
     });
     case("sysreg/pmu-registers", || {
-        ok_or_undef("PMCR_EL0", || {
-            let v = mrs!("pmcr_el0");
-            msr!("pmcr_el0", v & !1);
-        })?;
-        ok_or_undef("PMCCNTR_EL0", || {
-            let _ = mrs!("pmccntr_el0");
-            msr!("pmccntr_el0", 0u64);
-        })?;
-        ok_or_undef("PMCNTEN/PMSELR/PMXEV", || {
-            msr!("pmcntenclr_el0", 0xffff_ffffu64);
-            msr!("pmselr_el0", 0u64);
-            let _ = (mrs!("pmxevtyper_el0"), mrs!("pmxevcntr_el0"), mrs!("pmceid0_el0"));
-        })?;
-        ok_or_undef("PMEVCNTR30/PMUSERENR/PMINTEN", || {
-            let _ = (mrs!("pmevcntr30_el0"), mrs!("pmuserenr_el0"), mrs!("pmintenset_el1"), mrs!("pmovsclr_el0"));
-        })
+        for (what, f) in [
+            ("PMCR_EL0", (|| msr!("pmcr_el0", mrs!("pmcr_el0") & !1)) as fn()),
+            ("PMCCNTR_EL0", || {
+                let _ = mrs!("pmccntr_el0");
+            }),
+            ("PMCCNTR_EL0 write", || msr!("pmccntr_el0", 0u64)),
+            ("PMCNTENCLR_EL0 write", || msr!("pmcntenclr_el0", 0xffff_ffffu64)),
+            ("PMSELR_EL0 write", || msr!("pmselr_el0", 0u64)),
+            ("PMXEVTYPER_EL0", || {
+                let _ = mrs!("pmxevtyper_el0");
+            }),
+            ("PMXEVCNTR_EL0", || {
+                let _ = mrs!("pmxevcntr_el0");
+            }),
+            ("PMCEID0_EL0", || {
+                let _ = mrs!("pmceid0_el0");
+            }),
+            ("PMEVCNTR30_EL0", || {
+                let _ = mrs!("pmevcntr30_el0");
+            }),
+            ("PMUSERENR_EL0", || {
+                let _ = mrs!("pmuserenr_el0");
+            }),
+            ("PMINTENSET_EL1", || {
+                let _ = mrs!("pmintenset_el1");
+            }),
+            ("PMOVSCLR_EL0", || {
+                let _ = mrs!("pmovsclr_el0");
+            }),
+        ] {
+            ok_or_undef(what, f)?;
+        }
+        Ok(())
     });
     case("sysreg/implementation-defined", || {
         for (what, f) in [
-            ("S3_1_C15_C2_0", (|| { let _ = mrs!("S3_1_C15_C2_0"); }) as fn()),
-            ("S3_1_C15_C2_1", || { let _ = mrs!("S3_1_C15_C2_1"); }),
-            ("S3_1_C11_C0_2", || { let _ = mrs!("S3_1_C11_C0_2"); }),
-            ("S3_0_C15_C0_0", || { let _ = mrs!("S3_0_C15_C0_0"); }),
-            ("S3_7_C15_C15_7", || { let _ = mrs!("S3_7_C15_C15_7"); }),
+            (
+                "S3_1_C15_C2_0",
+                (|| {
+                    let _ = mrs!("S3_1_C15_C2_0");
+                }) as fn(),
+            ),
+            ("S3_1_C15_C2_1", || {
+                let _ = mrs!("S3_1_C15_C2_1");
+            }),
+            ("S3_1_C11_C0_2", || {
+                let _ = mrs!("S3_1_C11_C0_2");
+            }),
+            ("S3_0_C15_C0_0", || {
+                let _ = mrs!("S3_0_C15_C0_0");
+            }),
+            ("S3_7_C15_C15_7", || {
+                let _ = mrs!("S3_7_C15_C15_7");
+            }),
             ("S3_7_C11_C15_7 write", || msr!("S3_7_C11_C15_7", 0u64)),
-            ("S3_3_C15_C9_4", || { let _ = mrs!("S3_3_C15_C9_4"); }),
+            ("S3_3_C15_C9_4", || {
+                let _ = mrs!("S3_3_C15_C9_4");
+            }),
         ] {
             ok_or_undef(what, f)?;
         }
         Ok(())
     });
     case("sysreg/el2-and-el3-registers", || {
-        undef("HCR_EL2", || { let _ = mrs!("S3_4_C1_C1_0"); })?;
-        undef("VTTBR_EL2", || { let _ = mrs!("S3_4_C2_C1_0"); })?;
+        undef("HCR_EL2", || {
+            let _ = mrs!("S3_4_C1_C1_0");
+        })?;
+        undef("VTTBR_EL2", || {
+            let _ = mrs!("S3_4_C2_C1_0");
+        })?;
         undef("VBAR_EL2 write", || msr!("S3_4_C12_C0_0", 0u64))?;
-        undef("SCR_EL3", || { let _ = mrs!("S3_6_C1_C1_0"); })?;
-        undef("ICH_HCR_EL2", || { let _ = mrs!("S3_4_C12_C11_0"); })
+        undef("SCR_EL3", || {
+            let _ = mrs!("S3_6_C1_C1_0");
+        })?;
+        undef("ICH_HCR_EL2", || {
+            let _ = mrs!("S3_4_C12_C11_0");
+        })
     });
     case("insn/undefined-and-breakpoints", || {
         undef("UDF", || {
@@ -1140,21 +1298,32 @@ fn wfx() {
 // An SGI storm: a million SGIs from vCPU 0 to vCPU 1, which takes them and
 // keeps working.
 
-/// SGIs in the storm.
-const STORM: u32 = 1_000_000;
+/// SGIs in the storm: a million through GICv3's trapped `ICC_SGI1R_EL1`
+/// (about 20 s under TCG); a quarter of that through GICv2's emulated
+/// `GICD_SGIR` (each a trapped MMIO write, decoded, with the list
+/// registers folded and refilled: about 2 minutes for a million on a
+/// loaded 2-core machine, too long for `./x test`).
+fn storm_sgis() -> u32 {
+    if v3() { 1_000_000 } else { 250_000 }
+}
 
 fn storm() {
-    case("storm/sgi-million", || {
+    case("storm/sgis", || {
         let target = &VCPUS[1];
         let (sgis0, hb0) = (target.irqs[2].load(SeqCst), target.heartbeat.load(SeqCst));
+        let storm = storm_sgis();
         let start = rt::counter();
-        for _ in 0..STORM {
+        for i in 1..=storm {
             gic::send_sgi(1, 2);
+            if i % 100_000 == 0 {
+                let ms = (rt::counter() - start) * 1000 / rt::frequency();
+                println!("storm: {i} SGIs sent in {ms} ms");
+            }
         }
         let ms = (rt::counter() - start) * 1000 / rt::frequency();
         let (sgis, hb) = (target.irqs[2].load(SeqCst) - sgis0, target.heartbeat.load(SeqCst) - hb0);
-        println!("storm: {STORM} SGIs sent in {ms} ms; vCPU 1 took {sgis} and its heartbeat advanced {hb}");
-        check!(sgis >= 1 && sgis <= STORM, "vCPU 1 took {sgis} SGIs");
+        println!("storm: {storm} SGIs sent in {ms} ms; vCPU 1 took {sgis} and its heartbeat advanced {hb}");
+        check!(sgis >= 1 && sgis <= storm, "vCPU 1 took {sgis} SGIs");
         check!(hb > 1000, "vCPU 1's heartbeat advanced only {hb} during the storm");
         // Afterwards, one more SGI arrives promptly.
         let c = target.irqs[4].load(SeqCst);
@@ -1186,7 +1355,8 @@ fn spin_masked() {
         check!(target.cmd.load(SeqCst) == 0, "vCPU 1 did not finish its spin within 10 s");
         let spins = target.result.load(SeqCst);
         check!(calls > 100, "vCPU 0 made only {calls} hypercalls while vCPU 1 spun");
-        check!(target.irqs[5].load(SeqCst) == c, "vCPU 1 took the SGI with interrupts masked");
+        let during = target.spin_irqs.load(SeqCst);
+        check!(during == 0, "vCPU 1 took {during} interrupts with interrupts masked");
         check!(wait_for(200, || target.irqs[5].load(SeqCst) == c + 1), "the SGI sent during the spin never arrived");
         println!("spin: vCPU 1 spun {spins} times, vCPU 0 made {calls} hypercalls meanwhile");
         Ok(())

@@ -142,9 +142,15 @@ pub fn irq(v: &PerVcpu) {
             Some(c) => {
                 c.fetch_add(1, Ordering::SeqCst);
             }
-            None => {
-                v.unexpected.fetch_add(1, Ordering::SeqCst);
-            }
+            None => match v.spis.get(intid as usize / 64) {
+                Some(bits) => {
+                    bits.fetch_or(1 << (intid % 64), Ordering::SeqCst);
+                    v.spi_count.fetch_add(1, Ordering::SeqCst);
+                }
+                None => {
+                    v.unexpected.fetch_add(1, Ordering::SeqCst);
+                }
+            },
         }
         if intid == 27 || intid == 30 {
             // A timer: turn it off so that its line drops.

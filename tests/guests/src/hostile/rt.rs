@@ -261,6 +261,11 @@ pub struct PerVcpu {
     pub cmd: AtomicU64,
     pub result: AtomicU64,
     pub context: AtomicU64,
+    /// Interrupts taken while spinning masked (counted before unmasking).
+    pub spin_irqs: AtomicU32,
+    /// SPIs taken: a bit per INTID (0-319), and their number.
+    pub spis: [AtomicU64; 5],
+    pub spi_count: AtomicU32,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -276,6 +281,9 @@ const PER_VCPU: PerVcpu = PerVcpu {
     cmd: AtomicU64::new(0),
     result: AtomicU64::new(0),
     context: AtomicU64::new(0),
+    spin_irqs: AtomicU32::new(0),
+    spis: [const { AtomicU64::new(0) }; 5],
+    spi_count: AtomicU32::new(0),
 };
 
 shared!(
@@ -380,9 +388,7 @@ impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for b in s.bytes() {
             // SAFETY: the console hypercall; it only returns 0 in x0.
-            unsafe {
-                asm!("hvc #0", inout("x0") HVC_PUTC => _, in("x1") u64::from(b), options(nostack))
-            };
+            unsafe { asm!("hvc #0", inout("x0") HVC_PUTC => _, in("x1") u64::from(b), options(nostack)) };
         }
         Ok(())
     }
