@@ -69,11 +69,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
 pub fn parse_dom0_mem(v: &str) -> Option<u64> {
     let first = v.split(',').next()?;
     let first = first.strip_prefix("min:").unwrap_or(first);
-    let bytes = if first.bytes().all(|b| b.is_ascii_digit()) {
-        first.parse::<u64>().ok()?.checked_mul(1024)?
-    } else {
-        parse_size(first)?
-    };
+    let bytes = if first.bytes().all(|b| b.is_ascii_digit()) { first.parse::<u64>().ok()?.checked_mul(1024)? } else { parse_size(first)? };
     (bytes > 0).then_some(bytes)
 }
 
@@ -155,10 +151,8 @@ pub fn parse<'a>(args: &'a str, mut report: impl FnMut(OptionError<'a>)) -> Opti
             // Options of Xen features Armature has no equivalent for (or
             // whose behaviour is already Armature's): accepted silently so
             // that Xen boot scripts work unchanged.
-            (
-                "dtuart" | "bootscrub" | "guest_loglvl" | "vwfi" | "sync_console" | "noreboot" | "sched" | "conswitch",
-                _,
-            ) => {}
+            ("dtuart" | "bootscrub" | "guest_loglvl" | "vwfi" | "sync_console" | "noreboot" | "sched"
+            | "conswitch", _) => {}
             _ => report(OptionError::Unknown(word)),
         }
     }
@@ -187,9 +181,10 @@ mod tests {
 
     #[test]
     fn xen_options_are_accepted() {
-        let o = parse("console=dtuart dtuart=/pl011@9000000 dom0_mem=512M dom0_max_vcpus=4 loglvl=all", |e| {
-            panic!("{e:?}")
-        });
+        let o = parse(
+            "console=dtuart dtuart=/pl011@9000000 dom0_mem=512M dom0_max_vcpus=4 loglvl=all",
+            |e| panic!("{e:?}"),
+        );
         assert_eq!(o.log_level, LevelFilter::Trace);
         assert_eq!(o.dom0_mem, Some(512 << 20));
         assert_eq!(o.dom0_max_vcpus, Some(4));

@@ -52,10 +52,10 @@ pub mod mm;
 pub mod mmio;
 pub mod platform;
 pub mod psci;
-#[cfg(all(target_os = "none", target_arch = "aarch64"))]
-pub mod smp;
 #[cfg(test)]
 mod testutil;
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+pub mod smp;
 pub mod timing;
 pub mod vgic;
 pub mod vpl011;

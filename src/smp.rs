@@ -132,10 +132,7 @@ pub fn bring_up(
         let how = match node.boot {
             CpuBoot::Psci => {
                 let Some(p) = psci else {
-                    warn!(
-                        "CPU {cpu} ({}, MPIDR {target:#x}): enable-method psci, but there is no /psci node",
-                        node.name
-                    );
+                    warn!("CPU {cpu} ({}, MPIDR {target:#x}): enable-method psci, but there is no /psci node", node.name);
                     continue;
                 };
                 let Some(fid) = p.function_id(PsciFunction::CpuOn, true) else {

@@ -135,12 +135,7 @@ fn out_of_memory() {
             "heap exhausted: 1073741824 bytes aligned 1 requested; heap 2048 KiB",
             "PANIC: memory allocation of 1073741824 bytes failed",
         ],
-        &[
-            "Panic (see the message above); registers at the panic site:",
-            "ESR_EL2: 0x",
-            "BRK instruction",
-            "FAR_EL2: 0x",
-        ],
+        &["Panic (see the message above); registers at the panic site:", "ESR_EL2: 0x", "BRK instruction", "FAR_EL2: 0x"],
         &[],
     );
 }

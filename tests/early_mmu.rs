@@ -83,8 +83,7 @@ fn clash_path_through_uboot() {
 #[test]
 fn early_code_check_passes_real_code() {
     for release in [false, true] {
-        let n =
-            xtask::early_check::run(&Variant::new(Arch::Aarch64).release(release)).unwrap_or_else(|e| panic!("{e}"));
+        let n = xtask::early_check::run(&Variant::new(Arch::Aarch64).release(release)).unwrap_or_else(|e| panic!("{e}"));
         assert!(n > 50, "only {n} relocations checked");
     }
 }

@@ -6,9 +6,7 @@
 
 mod common;
 
-use common::{
-    BOOT_TIMEOUT, DtbAt, assert_lines_in_order, direct_boot_image, image, parse_hex_after, scratch, uboot_boot_image,
-};
+use common::{BOOT_TIMEOUT, DtbAt, assert_lines_in_order, direct_boot_image, image, parse_hex_after, scratch, uboot_boot_image};
 use xtask::uboot::{Environment, FDT_ADDR};
 use xtask::{Arch, Expect, Qemu};
 
@@ -108,11 +106,7 @@ fn through_uboot_below_the_moved_dtb() {
         .expect("DTB address in the log");
     let line = outcome.log.lines().find(|l| l.contains("Relocated: 0x40400000 -> ")).expect("relocation line");
     let dest = parse_hex_after(line, " -> ").unwrap();
-    assert!(
-        dest + 2 * MIB <= dtb || dest >= dtb + MIB,
-        "image at {dest:#x} overlaps the DTB at {dtb:#x}\n{}",
-        outcome.log
-    );
+    assert!(dest + 2 * MIB <= dtb || dest >= dtb + MIB, "image at {dest:#x} overlaps the DTB at {dtb:#x}\n{}", outcome.log);
     assert_eq!(dest % (2 * MIB), 0);
     assert!(outcome.log.contains("original load region poisoned"), "{}", outcome.log);
 }

@@ -133,19 +133,11 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
                 match r.placement.below {
                     Some(b) => info!(
                         "Relocated: {:#x} -> {:#x} ({} KiB) in bank {}: highest free 2 MiB slot, below {b}; runtime tables: {} pages",
-                        r.from,
-                        r.to,
-                        r.size >> 10,
-                        r.bank,
-                        r.tables
+                        r.from, r.to, r.size >> 10, r.bank, r.tables
                     ),
                     None => info!(
                         "Relocated: {:#x} -> {:#x} ({} KiB) in bank {}: top of the bank; runtime tables: {} pages",
-                        r.from,
-                        r.to,
-                        r.size >> 10,
-                        r.bank,
-                        r.tables
+                        r.from, r.to, r.size >> 10, r.bank, r.tables
                     ),
                 }
                 info!("Relocated: original load region {:#x}-{:#x} released", r.from, r.from + r.size - 1);
@@ -373,27 +365,22 @@ fn init_gic(gic: &Result<crate::dt::Gic, DtError>) {
         (GicVersion::V3, _, _) => {
             let gicr = g.redist.as_slice().first().copied().unwrap_or_default();
             let stride = g.redist_stride.map(|s| s as usize);
-            crate::arch::gicv3::init(
-                (dm + g.dist.base) as usize,
-                (dm + gicr.base) as usize,
-                gicr.size as usize,
-                stride,
-            );
+            crate::arch::gicv3::init((dm + g.dist.base) as usize, (dm + gicr.base) as usize, gicr.size as usize, stride);
             crate::gic::set_version(GicVersion::V3);
         }
         (GicVersion::V2, Some(gicc), Some(gich)) if g.vcpu_if.is_some() => {
             crate::gic::v2::init((dm + g.dist.base) as usize, (dm + gicc.base) as usize, (dm + gich.base) as usize);
             crate::gic::set_version(GicVersion::V2);
         }
-        _ => {
-            return info!(
-                "GIC: {:?} at {} without a virtual interface: no interrupt delivery to guests",
-                g.version, g.dist
-            );
-        }
+        _ => return info!("GIC: {:?} at {} without a virtual interface: no interrupt delivery to guests", g.version, g.dist),
     }
     if crate::gic::init_cpu(0) {
-        info!("GIC: {:?}, distributor {}, {} list registers, EOImode 1", g.version, g.dist, crate::gic::nr_lrs());
+        info!(
+            "GIC: {:?}, distributor {}, {} list registers, EOImode 1",
+            g.version,
+            g.dist,
+            crate::gic::nr_lrs()
+        );
     } else {
         warn!("GIC: the boot CPU's interface could not be set up");
     }

@@ -98,7 +98,11 @@ impl Pl011 {
     /// Returns a received byte, if one is waiting (never waits).
     pub fn get(&self) -> Option<u8> {
         let regs = self.regs();
-        if regs.fr.is_set(FR::RXFE) { None } else { Some(regs.dr.get() as u8) }
+        if regs.fr.is_set(FR::RXFE) {
+            None
+        } else {
+            Some(regs.dr.get() as u8)
+        }
     }
 
     /// Unmasks the receive and receive-timeout interrupts, clearing any

@@ -35,7 +35,13 @@ pub enum Stop {
 
 /// Walks the chain starting at frame pointer `fp`, calling `out` with each
 /// return address. `word` is the pointer size (8 or 4); `read` loads one word.
-pub fn walk(mut fp: u64, bounds: StackBounds, word: u64, read: impl Fn(u64) -> u64, mut out: impl FnMut(u64)) -> Stop {
+pub fn walk(
+    mut fp: u64,
+    bounds: StackBounds,
+    word: u64,
+    read: impl Fn(u64) -> u64,
+    mut out: impl FnMut(u64),
+) -> Stop {
     for _ in 0..MAX_FRAMES {
         if fp == 0 {
             return Stop::End;
@@ -73,8 +79,7 @@ mod tests {
 
     #[test]
     fn follows_a_good_chain_to_the_end() {
-        let read =
-            mem(&[(0x1100, 0x1200), (0x1108, 0xaaa), (0x1200, 0x1300), (0x1208, 0xbbb), (0x1300, 0), (0x1308, 0xccc)]);
+        let read = mem(&[(0x1100, 0x1200), (0x1108, 0xaaa), (0x1200, 0x1300), (0x1208, 0xbbb), (0x1300, 0), (0x1308, 0xccc)]);
         let mut got = Vec::new();
         assert_eq!(walk(0x1100, STACK, 8, read, |r| got.push(r)), Stop::End);
         assert_eq!(got, [0xaaa, 0xbbb, 0xccc]);

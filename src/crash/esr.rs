@@ -17,7 +17,12 @@ pub struct Syndrome {
 impl Syndrome {
     /// Splits a syndrome register value.
     pub fn new(raw: u64) -> Self {
-        Self { raw, ec: ((raw >> 26) & 0x3f) as u8, il: (raw >> 25) & 1 == 1, iss: (raw & 0x1ff_ffff) as u32 }
+        Self {
+            raw,
+            ec: ((raw >> 26) & 0x3f) as u8,
+            il: (raw >> 25) & 1 == 1,
+            iss: (raw & 0x1ff_ffff) as u32,
+        }
     }
 
     /// Human-readable exception class.

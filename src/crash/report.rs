@@ -84,7 +84,13 @@ pub fn code_address(w: &mut impl Write, addr: u64, digits: usize, image: &Image)
 }
 
 /// One `label: address (armature+offset)` line, for the return address.
-pub fn code_address_line(w: &mut impl Write, label: &str, addr: u64, digits: usize, image: &Image) -> fmt::Result {
+pub fn code_address_line(
+    w: &mut impl Write,
+    label: &str,
+    addr: u64,
+    digits: usize,
+    image: &Image,
+) -> fmt::Result {
     write!(w, "{label}: ")?;
     code_address(w, addr, digits, image)?;
     writeln!(w)
@@ -135,8 +141,9 @@ pub fn backtrace(
     let mut result = Ok(());
     let stop = backtrace::walk(fp, stack, word, read, |ret| {
         if result.is_ok() {
-            result =
-                write!(w, "  [{n:2}] ").and_then(|_| code_address(w, ret, digits, image)).and_then(|_| writeln!(w));
+            result = write!(w, "  [{n:2}] ")
+                .and_then(|_| code_address(w, ret, digits, image))
+                .and_then(|_| writeln!(w));
         }
         n += 1;
     });

@@ -11,27 +11,27 @@
 
 mod tables;
 
-use crate::arch::exception::ExceptionFrame;
 use crate::arch::guest::{self, Stage2Maintenance};
-use crate::arch::smp::NR_CPUS;
+use crate::arch::exception::ExceptionFrame;
 use crate::boot::memory::FRAMES;
 use crate::boot::relocate::DIRECTMAP_VA;
-use crate::console::input::{DebugKey, Event, Focus, InputSwitch};
 use crate::crash::esr::Syndrome;
-use crate::dt::gic::GicVersion;
 use crate::dt::{Conduit, DtError, Region};
-use crate::gic;
 use crate::mm::addr::{IntermediatePhysAddr, PAGE_SIZE, PhysAddr};
 use crate::mm::frames::FrameError;
 use crate::mm::lpae::{Access, Attributes, CreateError, Geometry, MapError, MapOptions, MemoryType, PageTable, Stage2};
-use crate::mmio;
-use crate::mmio::MmioDevice;
 use crate::psci::fid;
-use crate::vgic::{Frame as VgicFrame, GICR_STRIDE, HwAction, Lr, MAX_LRS, Vgic, VgicConfig, Virq};
-use crate::vpl011::Vpl011;
-use crate::vpsci::{Action, PsciDomain, SmcccCall, StartInfo, UnhandledCalls, VcpuPower};
 use core::fmt;
+use crate::arch::smp::NR_CPUS;
+use crate::dt::gic::GicVersion;
+use crate::mmio;
+use crate::gic;
+use crate::vgic::{Frame as VgicFrame, GICR_STRIDE, HwAction, Lr, MAX_LRS, Vgic, VgicConfig, Virq};
+use crate::vpsci::{Action, PsciDomain, SmcccCall, StartInfo, UnhandledCalls, VcpuPower};
 use core::sync::atomic::{AtomicU32, Ordering};
+use crate::console::input::{DebugKey, Event, Focus, InputSwitch};
+use crate::mmio::MmioDevice;
+use crate::vpl011::Vpl011;
 use log::{info, warn};
 use tables::FrameTables;
 
@@ -344,6 +344,7 @@ fn copy_in(pa: u64, bytes: &[u8]) {
     // for it, mapped by the direct map, and not aliased by `bytes`.
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
     crate::arch::clean_dcache_range(dst as usize, bytes.len());
+
 }
 
 /// A boot module's bytes.
@@ -357,12 +358,7 @@ fn module(r: Region) -> &'static [u8] {
 /// base, the device tree in the last 2 MiB, the ramdisk right below it.
 /// Returns (entry, DTB address, ramdisk place).
 #[allow(clippy::result_large_err)]
-fn place(
-    ram: Region,
-    text_offset: u64,
-    image_size: u64,
-    ramdisk: Option<u64>,
-) -> Result<(u64, u64, Option<Region>), DomainError> {
+fn place(ram: Region, text_offset: u64, image_size: u64, ramdisk: Option<u64>) -> Result<(u64, u64, Option<Region>), DomainError> {
     let entry = ram.base + text_offset;
     let kernel_end = entry + image_size;
     let dtb = ram.end() - DTB_MAX;
@@ -455,15 +451,12 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
     );
     let stage2_root = s2.root();
     let vgic = gic.and_then(|g| {
-        let model =
-            Vgic::new(VgicConfig::new(g.version, nvcpus, VGIC_LINES)).map_err(|e| warn!("d0: no vGIC: {e}")).ok()?;
+        let model = Vgic::new(VgicConfig::new(g.version, nvcpus, VGIC_LINES))
+            .map_err(|e| warn!("d0: no vGIC: {e}"))
+            .ok()?;
         let gicr = g.gicr.map(|r| Region { base: r.base, size: (nvcpus as u64) * GICR_STRIDE });
-        info!(
-            "d0: vGIC{} with {VGIC_LINES} lines: GICD {}{}",
-            if g.version == GicVersion::V3 { "v3" } else { "v2" },
-            g.gicd,
-            gicr.map_or(alloc::string::String::new(), |r| alloc::format!(", GICR {r}"))
-        );
+        info!("d0: vGIC{} with {VGIC_LINES} lines: GICD {}{}", if g.version == GicVersion::V3 { "v3" } else { "v2" }, g.gicd,
+            gicr.map_or(alloc::string::String::new(), |r| alloc::format!(", GICR {r}")));
         if gic::version() == Some(g.version) {
             // Each vCPU's virtual timer is its physical CPU's PPI 27.
             for vcpu in 0..nvcpus {
@@ -484,10 +477,7 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
                     Err(e) => warn!("d0: SPI {spi} not passed through: {e}"),
                 }
             }
-            info!(
-                "d0: {linked} SPI(s) passed through, each linked to the same physical SPI (routed to CPU 0): {:?}",
-                devices.spis
-            );
+            info!("d0: {linked} SPI(s) passed through, each linked to the same physical SPI (routed to CPU 0): {:?}", devices.spis);
         }
         let nr_lrs = if gic::version() == Some(g.version) { gic::nr_lrs().min(MAX_LRS) } else { 0 };
         Some(DomainVgic { model, gicd: g.gicd, gicr, nr_lrs })
@@ -647,8 +637,7 @@ fn log_exits(dom: &Domain) {
 
 /// A vGIC change made by this physical CPU concerns its own vCPU: its list
 /// registers must be refreshed before it returns to the guest.
-static REFRESH: [core::sync::atomic::AtomicBool; NR_CPUS] =
-    [const { core::sync::atomic::AtomicBool::new(false) }; NR_CPUS];
+static REFRESH: [core::sync::atomic::AtomicBool; NR_CPUS] = [const { core::sync::atomic::AtomicBool::new(false) }; NR_CPUS];
 
 fn guest_sync_inner(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
     let syn = Syndrome::new(frame.esr);
@@ -848,8 +837,7 @@ pub fn guest_irq(frame: &mut ExceptionFrame) {
 
 /// A register dump of a vCPU was asked for (the `d` debug key): its
 /// physical CPU prints it at its next exit (it is kicked).
-static DUMP: [core::sync::atomic::AtomicBool; NR_CPUS] =
-    [const { core::sync::atomic::AtomicBool::new(false) }; NR_CPUS];
+static DUMP: [core::sync::atomic::AtomicBool; NR_CPUS] = [const { core::sync::atomic::AtomicBool::new(false) }; NR_CPUS];
 
 /// Prints the registers of the vCPU this CPU runs: its general registers
 /// and PC from the trap frame, its EL1 state from the hardware.
@@ -862,10 +850,7 @@ fn dump_vcpu(dom: &Domain, vcpu: usize, frame: &ExceptionFrame) {
         0b0000 => "EL0t",
         _ => "?",
     };
-    info!(
-        "d{d}v{vcpu}: PC {:#018x} PSTATE {:#010x} ({mode}) SP_EL0 {:#018x} SP_EL1 {:#018x}",
-        frame.elr, frame.spsr, c.sp_el0, c.sp_el1
-    );
+    info!("d{d}v{vcpu}: PC {:#018x} PSTATE {:#010x} ({mode}) SP_EL0 {:#018x} SP_EL1 {:#018x}", frame.elr, frame.spsr, c.sp_el0, c.sp_el1);
     for (i, r) in frame.x.chunks(4).enumerate() {
         let mut line = alloc::format!("d{d}v{vcpu}:");
         for (j, v) in r.iter().enumerate() {
@@ -889,10 +874,7 @@ fn dump_vcpu(dom: &Domain, vcpu: usize, frame: &ExceptionFrame) {
 /// the hypervisor; the hypervisor carries on.
 pub fn guest_serror(frame: &mut ExceptionFrame) {
     let vcpu = crate::cpu::this_cpu();
-    warn!(
-        "d0v{vcpu}: SError (ESR {:#x}) while the guest ran (PC {:#x}): virtual SError injected",
-        frame.esr, frame.elr
-    );
+    warn!("d0v{vcpu}: SError (ESR {:#x}) while the guest ran (PC {:#x}): virtual SError injected", frame.esr, frame.elr);
     guest::inject_serror();
 }
 
@@ -1126,15 +1108,7 @@ fn debug_key(dom: &Domain, byte: u8) {
             }
         }
         Ok(Some(DebugKey::DumpDomains)) => {
-            info!(
-                "d{}: VMID {}, {} MiB RAM at {}, {} vCPU(s), stage-2 root {}",
-                dom.id,
-                dom.vmid,
-                dom.ram.size >> 20,
-                dom.ram,
-                dom.nvcpus,
-                dom.stage2_root
-            );
+            info!("d{}: VMID {}, {} MiB RAM at {}, {} vCPU(s), stage-2 root {}", dom.id, dom.vmid, dom.ram.size >> 20, dom.ram, dom.nvcpus, dom.stage2_root);
             log_exits(dom);
         }
         Ok(Some(DebugKey::DumpInterrupts)) => match dom.vgic.as_ref() {

@@ -849,10 +849,7 @@ fn pass_through_pages_merge_and_exclude() {
     let r = |base, size| Region { base, size };
     let m = |base, size| PassThroughMmio { node: alloc::string::String::from("n"), region: r(base, size) };
     let plan = PassThroughPlan {
-        mmio: (0..32)
-            .map(|i| m(0xa00_0000 + 0x200 * i, 0x200))
-            .chain([m(0x902_0000, 0x18), m(0x903_0000, 0x1000)])
-            .collect(),
+        mmio: (0..32).map(|i| m(0xa00_0000 + 0x200 * i, 0x200)).chain([m(0x902_0000, 0x18), m(0x903_0000, 0x1000)]).collect(),
         spis: alloc::vec![],
         uarts: alloc::vec![],
         reserved_memory: alloc::vec![],

@@ -454,7 +454,13 @@ pub fn normalize_into<'b>(src: &[u8], buf: &'b mut [u8]) -> Result<&'b [u8], DtE
         w += len;
     })?;
     buf[off_strings_new..need].copy_from_slice(&src[off_strings..off_strings + size_strings]);
-    for (field, value) in [(4, need), (8, off_struct_new), (12, off_strings_new), (16, off_rsv_new), (36, struct_len)] {
+    for (field, value) in [
+        (4, need),
+        (8, off_struct_new),
+        (12, off_strings_new),
+        (16, off_rsv_new),
+        (36, struct_len),
+    ] {
         buf[field..field + 4].copy_from_slice(&(value as u32).to_be_bytes());
     }
     Ok(&buf[..need])

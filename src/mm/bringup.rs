@@ -12,11 +12,11 @@
 //! runtime table); kept for hotplug as well.
 
 use crate::mm::addr::PhysAddr;
-use crate::mm::lpae::Attributes;
 use crate::mm::lpae::desc::{Descriptor, DescriptorKind};
 use crate::mm::lpae::geometry::{ENTRIES, Geometry, LAST_LEVEL};
 use crate::mm::lpae::regime::Regime;
 use crate::mm::lpae::table::{TableAllocator, TableMemory};
+use crate::mm::lpae::Attributes;
 use core::fmt;
 
 /// Why the bring-up tables could not be made.
@@ -35,9 +35,7 @@ impl fmt::Display for BringupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BringupError::OutOfTables => write!(f, "out of bring-up table pages"),
-            BringupError::Clash(a) => {
-                write!(f, "identity page {a:#x} is already mapped elsewhere by the runtime tables")
-            }
+            BringupError::Clash(a) => write!(f, "identity page {a:#x} is already mapped elsewhere by the runtime tables"),
             BringupError::BadAddress(a) => write!(f, "identity page {a:#x} cannot be mapped"),
         }
     }
@@ -64,8 +62,7 @@ pub fn graft_identity<R: Regime>(
     page: u64,
     attrs: Attributes,
 ) -> Result<PhysAddr, BringupError> {
-    let leaf =
-        Descriptor::leaf(R::KIND, LAST_LEVEL, PhysAddr::new(page), attrs).ok_or(BringupError::BadAddress(page))?;
+    let leaf = Descriptor::leaf(R::KIND, LAST_LEVEL, PhysAddr::new(page), attrs).ok_or(BringupError::BadAddress(page))?;
     let root = own.alloc_table().ok_or(BringupError::OutOfTables)?;
     for i in 0..geometry.root_entries() {
         write(own, root, i, read(runtime, runtime_root, i));

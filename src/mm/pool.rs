@@ -7,8 +7,8 @@
 //! virtual address, so the same allocator works before and after the move.
 
 use crate::mm::addr::{PAGE_SIZE, PhysAddr};
-use crate::mm::lpae::TablePage;
 use crate::mm::lpae::table::{TableAllocator, TableMemory};
+use crate::mm::lpae::TablePage;
 use core::ptr::NonNull;
 
 /// Most pages a pool can hand out (one bit each).

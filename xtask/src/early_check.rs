@@ -114,11 +114,9 @@ pub fn check_object(bytes: &[u8]) -> std::result::Result<usize, Vec<String>> {
                 bad.push(format!("{sname}+{offset:#x}: absolute relocation {} against {tname}", reloc_name(r_type)));
             }
             if let Some(sym) = target
-                && sym.is_undefined()
-                && !ALLOWED_EXTERNAL.contains(&tname.as_str())
-            {
-                bad.push(format!("{sname}+{offset:#x}: reference to {tname}, outside the early code"));
-            }
+                && sym.is_undefined() && !ALLOWED_EXTERNAL.contains(&tname.as_str()) {
+                    bad.push(format!("{sname}+{offset:#x}: reference to {tname}, outside the early code"));
+                }
         }
     }
     if bad.is_empty() { Ok(checked) } else { Err(bad) }
@@ -195,8 +193,7 @@ fn newest_object(deps: &Path) -> Result<PathBuf> {
             }
         }
     }
-    best.map(|(_, p)| p)
-        .ok_or_else(|| Error::new(format!("early-code check: no armature_early-*.o in {}", deps.display())))
+    best.map(|(_, p)| p).ok_or_else(|| Error::new(format!("early-code check: no armature_early-*.o in {}", deps.display())))
 }
 
 #[cfg(test)]

@@ -93,8 +93,7 @@ pub fn mixed_lines(log: &str) -> Vec<(usize, &str)> {
         let start = message(line).map(|m| line.len() - m.len());
         let stray = line.char_indices().any(|(i, _)| Some(i) != start && hypervisor_token_at(&line[i..]).is_some());
         let late_prefix = line.match_indices(LINE_PREFIX).any(|(i, _)| i != 0);
-        let unprefixed =
-            start.is_some() && !line.starts_with(LINE_PREFIX) && message(line).and_then(hypervisor_token_at).is_some();
+        let unprefixed = start.is_some() && !line.starts_with(LINE_PREFIX) && message(line).and_then(hypervisor_token_at).is_some();
         if stray || late_prefix || unprefixed || timestamps_in(line) > 1 {
             mixed.push((n + 1, line));
         }

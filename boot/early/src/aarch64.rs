@@ -14,9 +14,7 @@
 //! than `aarch64-cpu`: this crate may not call into other crates (see the
 //! crate documentation), and these are single instructions.
 
-use crate::layout::{
-    self, ALIAS_VA, FIXMAP_DTB_VA, FIXMAP_DTB_WINDOW, FIXMAP_UART_VA, IMAGE_VA, IMAGE_WINDOW, PAGE, Plan,
-};
+use crate::layout::{self, ALIAS_VA, FIXMAP_DTB_VA, FIXMAP_DTB_WINDOW, FIXMAP_UART_VA, IMAGE_VA, IMAGE_WINDOW, PAGE, Plan};
 use crate::tables::{self, ImageLayout, Perm, TablePage, Tables};
 use crate::{EarlyInfo, Error};
 use core::arch::asm;
@@ -141,9 +139,7 @@ fn read_be32(pa: u64) -> u32 {
 fn tlbi_page(va: u64) {
     // SAFETY: TLB maintenance; the barriers order it after the table write
     // and before any use of the mapping.
-    unsafe {
-        asm!("dsb ishst", "tlbi vae2is, {}", "dsb ish", "isb", in(reg) va >> 12, options(nostack, preserves_flags))
-    };
+    unsafe { asm!("dsb ishst", "tlbi vae2is, {}", "dsb ish", "isb", in(reg) va >> 12, options(nostack, preserves_flags)) };
 }
 
 /// Makes new table entries visible to the walker.

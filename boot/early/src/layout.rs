@@ -65,7 +65,11 @@ pub const fn overlaps(a: u64, a_len: u64, b: u64, b_len: u64) -> bool {
 
 /// Chooses the path for an identity page at `idmap_pa` and an image at `image_va`.
 pub const fn plan(idmap_pa: u64, image_va: u64) -> Plan {
-    if overlaps(idmap_pa, PAGE, image_va, RUNTIME_SPAN) { Plan::TemporaryAlias } else { Plan::IdentityOnly }
+    if overlaps(idmap_pa, PAGE, image_va, RUNTIME_SPAN) {
+        Plan::TemporaryAlias
+    } else {
+        Plan::IdentityOnly
+    }
 }
 
 #[cfg(test)]
@@ -87,4 +91,5 @@ mod tests {
             assert_eq!(plan(pa, 0x4000_0000), Plan::TemporaryAlias, "{pa:#x}");
         }
     }
+
 }

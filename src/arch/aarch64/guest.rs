@@ -8,8 +8,8 @@
 //! exception) before the stub resumes the guest.
 
 use super::exception::ExceptionFrame;
-use super::mmu::{LiveMaintenance, TlbInvalidate};
 use crate::mm::addr::PhysAddr;
+use super::mmu::{LiveMaintenance, TlbInvalidate};
 use crate::mm::lpae::Invalidation;
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
@@ -75,7 +75,8 @@ pub fn load_stage2(root: PhysAddr, vmid: u16) {
 const TRAP_STACK: usize = 16 << 10;
 #[repr(C, align(16))]
 struct TrapStack([u8; TRAP_STACK]);
-static mut TRAP_STACKS: [TrapStack; super::smp::NR_CPUS] = [const { TrapStack([0; TRAP_STACK]) }; super::smp::NR_CPUS];
+static mut TRAP_STACKS: [TrapStack; super::smp::NR_CPUS] =
+    [const { TrapStack([0; TRAP_STACK]) }; super::smp::NR_CPUS];
 
 unsafe extern "C" {
     fn enter_guest(frame: *mut ExceptionFrame) -> !;

@@ -57,7 +57,9 @@ pub fn entry_level_name(level: usize) -> &'static str {
 /// - MDCR_EL2: HPMN = PMCR_EL0.N (all counters to EL1/EL0), no debug traps;
 /// - TPIDR_EL2: the logical CPU number.
 pub fn init_cpu(cpu: usize) {
-    SCTLR_EL2.modify(SCTLR_EL2::A::Disable + SCTLR_EL2::SA::Enable + SCTLR_EL2::I::Cacheable + SCTLR_EL2::EE::Little);
+    SCTLR_EL2.modify(
+        SCTLR_EL2::A::Disable + SCTLR_EL2::SA::Enable + SCTLR_EL2::I::Cacheable + SCTLR_EL2::EE::Little,
+    );
     HCR_EL2.write(HCR_EL2::RW::EL1IsAarch64);
     // CPTR_EL2 (E2H = 0): bits 13:12 and 9:0 are RES1; TFP (10), TTA (20),
     // TAM (30), TCPAC (31) clear. aarch64-cpu only names TAM.

@@ -31,16 +31,8 @@ const _: () = assert!(core::mem::offset_of!(SecondaryBoot, stack_top) == 48 + 8 
 
 #[unsafe(no_mangle)]
 #[allow(non_upper_case_globals)]
-static mut secondary_boot: SecondaryBoot = SecondaryBoot {
-    ttbr: 0,
-    tcr: 0,
-    mair: 0,
-    sctlr: 0,
-    vbar: 0,
-    entry: 0,
-    mpidr: [0; NR_CPUS],
-    stack_top: [0; NR_CPUS],
-};
+static mut secondary_boot: SecondaryBoot =
+    SecondaryBoot { ttbr: 0, tcr: 0, mair: 0, sctlr: 0, vbar: 0, entry: 0, mpidr: [0; NR_CPUS], stack_top: [0; NR_CPUS] };
 
 #[repr(C, align(16))]
 struct Stack([u8; STACK_SIZE]);

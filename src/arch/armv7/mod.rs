@@ -14,7 +14,7 @@ pub mod exception;
 
 use super::Privilege;
 use crate::dt::Conduit;
-use aarch32_cpu::register::{CntPct, Cntfrq, Cpsr, Hsctlr};
+use aarch32_cpu::register::{Cntfrq, CntPct, Cpsr, Hsctlr};
 use core::arch::{asm, global_asm};
 
 // `raw`: the file is assembly as written (register lists use braces, which

@@ -9,6 +9,7 @@ use std::format;
 use std::string::ToString;
 use std::vec::Vec;
 
+
 fn count(leaves: &[Leaf], size: PageSize) -> usize {
     leaves.iter().filter(|l| l.size == size).count()
 }

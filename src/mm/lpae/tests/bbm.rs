@@ -10,6 +10,7 @@ use std::boxed::Box;
 use std::vec;
 use std::vec::Vec;
 
+
 /// The stores and invalidations logged since `from`, without allocator and
 /// fill events, as (old, new) pairs and invalidations.
 #[derive(Debug, PartialEq, Eq)]

@@ -18,6 +18,7 @@ use crate::mm::addr::*;
 use crate::mm::lpae::*;
 use std::vec::Vec;
 
+
 /// The image: text (RX), rodata (RO), data + bss (RW), each page aligned.
 const SECTIONS: [(u64, u64, Attributes); 3] = [
     (0x0_0000, 0x1_5000, Attributes::CODE),

@@ -7,8 +7,8 @@
 extern crate std;
 
 use crate::mm::addr::{PhysAddr, VirtAddr};
-use crate::mm::lpae::table::TableMemory;
 use crate::mm::lpae::{Attributes, El2, Geometry, TablePage, Translation, WalkFault, for_each_leaf, translate};
+use crate::mm::lpae::table::TableMemory;
 use armature_early::layout::{self, FIXMAP_OFFSET, PAGE, Plan, RUNTIME_SPAN};
 use armature_early::tables::{self, ImageLayout, Perm, Tables};
 use core::ptr::NonNull;
