@@ -811,8 +811,8 @@ impl SgiRegister {
     /// direction \[0\], 0 = write). `None` for anything else, reads of
     /// these write-only registers included.
     pub fn from_trap(iss: u32) -> Option<(SgiRegister, u8)> {
-        let (op0, op2, op1, crn, rt, crm, read) =
-            ((iss >> 20) & 3, (iss >> 17) & 7, (iss >> 14) & 7, (iss >> 10) & 0xf, (iss >> 5) & 0x1f, (iss >> 1) & 0xf, iss & 1);
+        let (op0, op2, op1) = ((iss >> 20) & 3, (iss >> 17) & 7, (iss >> 14) & 7);
+        let (crn, rt, crm, read) = ((iss >> 10) & 0xf, (iss >> 5) & 0x1f, (iss >> 1) & 0xf, iss & 1);
         if (op0, op1, crn, crm, read) != (3, 0, 12, 11, 0) {
             return None;
         }

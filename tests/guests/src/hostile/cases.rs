@@ -117,8 +117,8 @@ pub fn main() -> ! {
     println!("hostile: {passed} passed, {failed} failed");
     // Every other vCPU off, then this one: the last vCPU's CPU_OFF leaves
     // the domain nothing to run.
-    for v in 1..nvcpus() {
-        VCPUS[v].cmd.store(CMD_OFF, SeqCst);
+    for (v, other) in VCPUS.iter().enumerate().take(nvcpus()).skip(1) {
+        other.cmd.store(CMD_OFF, SeqCst);
         let off = wait_for(1000, || hvc([AFFINITY_INFO_64, v as u64, 0, 0])[0] == 1);
         if !off {
             println!("hostile: vCPU {v} did not turn off");
@@ -187,9 +187,9 @@ fn command(v: usize, cmd: u64, ms: u64) -> Option<u64> {
 /// The other vCPUs still run: every heartbeat advances within 500 ms.
 fn liveness(group: &str) {
     let mut r = Ok(());
-    for v in 1..nvcpus() {
-        let hb = VCPUS[v].heartbeat.load(SeqCst);
-        if !wait_for(500, || VCPUS[v].heartbeat.load(SeqCst) > hb + 100) {
+    for (v, other) in VCPUS.iter().enumerate().take(nvcpus()).skip(1) {
+        let hb = other.heartbeat.load(SeqCst);
+        if !wait_for(500, || other.heartbeat.load(SeqCst) > hb + 100) {
             r = Err(rt::Detail::new(format_args!("vCPU {v}'s heartbeat stopped at {hb}")));
             break;
         }
