@@ -184,10 +184,21 @@ fn command(v: usize, cmd: u64, ms: u64) -> Option<u64> {
     wait_for(ms, || VCPUS[v].cmd.load(SeqCst) == 0).then(|| VCPUS[v].result.load(SeqCst))
 }
 
-/// The other vCPUs still run: every heartbeat advances within 500 ms.
+/// The other vCPUs still run (every heartbeat advances within 500 ms), and
+/// no vCPU took an exception nobody asked for (FIQ, SError, an IRQ that is
+/// no SGI, PPI or SPI).
 fn liveness(group: &str) {
     let mut r = Ok(());
+    for (v, any) in VCPUS.iter().enumerate().take(nvcpus()) {
+        let odd = any.unexpected.load(SeqCst);
+        if odd != 0 {
+            r = Err(rt::Detail::new(format_args!("vCPU {v} took {odd} unexpected exceptions (FIQ, SError, ...)")));
+        }
+    }
     for (v, other) in VCPUS.iter().enumerate().take(nvcpus()).skip(1) {
+        if r.is_err() {
+            break;
+        }
         let hb = other.heartbeat.load(SeqCst);
         if !wait_for(500, || other.heartbeat.load(SeqCst) > hb + 100) {
             r = Err(rt::Detail::new(format_args!("vCPU {v}'s heartbeat stopped at {hb}")));
