@@ -336,6 +336,32 @@ fn is_trap_fault(dfsc: u8) -> bool {
     matches!(dfsc, 0x04..=0x0f | 0x2b)
 }
 
+/// Exception class of an instruction abort from a lower exception level.
+pub const EC_INSTRUCTION_ABORT_LOWER: u8 = 0x20;
+
+/// The syndrome (`ESR_EL1`) of the synchronous external abort a guest gets
+/// for the stage-2 abort `esr_el2` it caused (an access to an IPA with
+/// nothing behind it, or one an emulated device refuses), as taken at EL1
+/// (the caller lowers the EC for an abort from EL0): the same kind of abort
+/// (data or instruction), `IL` set, fault status 0x10 (synchronous external
+/// abort, not on a table walk), the FAR valid, and for a data abort the
+/// direction (`WnR`) and `CM` of the access that faulted. A write must read
+/// as a write in the guest's own handler: Linux, for one, reports and
+/// handles faults by it.
+pub fn external_abort_esr(esr_el2: u64) -> u64 {
+    const EC_SHIFT: u64 = 26;
+    const IL: u64 = 1 << 25;
+    const SYNC_EXTERNAL_ABORT: u64 = 0x10;
+    let s = Syndrome::new(esr_el2);
+    if s.ec == EC_INSTRUCTION_ABORT_LOWER {
+        // Instruction abort taken without a change in EL: EC 0x21.
+        return (0x21 << EC_SHIFT) | IL | SYNC_EXTERNAL_ABORT;
+    }
+    // Data abort taken without a change in EL: EC 0x25.
+    let kept = u64::from(s.iss & (iss::WNR | iss::CM));
+    (0x25 << EC_SHIFT) | IL | kept | SYNC_EXTERNAL_ABORT
+}
+
 /// Decodes a data abort taken to the hypervisor from a guest: `esr` is
 /// `ESR_EL2` (`HSR`), `far` is `FAR_EL2` (`HDFAR`), `hpfar` is `HPFAR_EL2`
 /// (`HPFAR`).
@@ -631,6 +657,26 @@ impl MmioMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn injected_external_aborts_keep_the_direction() {
+        // A stage-2 translation fault (level 1) on a 32-bit store with a
+        // syndrome (ISV, SAS 2, SRT 3, WnR): the guest sees a data abort
+        // from EL1, a synchronous external abort, a write, no syndrome.
+        let store = (0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | (3 << 16) | (1 << 6) | 0x05;
+        assert_eq!(external_abort_esr(store), 0x9600_0050);
+        // The same as a load: WnR clear.
+        assert_eq!(external_abort_esr(store & !(1 << 6)), 0x9600_0010);
+        // A store pair (no syndrome), a permission fault.
+        assert_eq!(external_abort_esr((0x24 << 26) | (1 << 25) | (1 << 6) | 0x0f), 0x9600_0050);
+        // Cache maintenance (CM and WnR set, as DC IVAC reports).
+        assert_eq!(external_abort_esr((0x24 << 26) | (1 << 25) | (1 << 8) | (1 << 6) | 0x06), 0x9600_0150);
+        // S1PTW, FnV, SAS and the fault status of the stage-2 fault are
+        // the hypervisor's business, not the guest's.
+        assert_eq!(external_abort_esr((0x24 << 26) | (1 << 25) | (1 << 10) | (1 << 7) | 0x07), 0x9600_0010);
+        // An instruction fetch: EC 0x21, IL, external abort.
+        assert_eq!(external_abort_esr((0x20 << 26) | (1 << 25) | 0x06), 0x8600_0010);
+    }
     use std::format;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};

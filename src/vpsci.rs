@@ -563,6 +563,14 @@ pub fn is_supported(id: u32) -> bool {
     )
 }
 
+/// Whether every vCPU of a domain is OFF: after a `CPU_OFF`, none is left
+/// to run or to start the others again (only a running vCPU can call
+/// `CPU_ON`), so the domain is over. A vCPU being started (ON_PENDING) or
+/// going off (OFF_PENDING, its CPU_OFF not finished) is not OFF.
+pub fn all_off(vcpus: &[VcpuPower]) -> bool {
+    vcpus.iter().all(|v| v.state() == PowerState::Off)
+}
+
 /// Handles one SMCCC call from a vCPU of `domain`. Never panics, whatever
 /// the registers hold.
 pub fn handle<D: PsciDomain + ?Sized>(domain: &D, call: &SmcccCall) -> Outcome {
@@ -640,8 +648,10 @@ fn cpu_on<D: PsciDomain + ?Sized>(domain: &D, call: &SmcccCall) -> Outcome {
         return Outcome::resume(err(PsciError::InvalidParameters));
     };
     // Checked before the claim, so that a refused call never makes the
-    // target ON_PENDING, even briefly.
-    if !domain.is_guest_ram(entry) {
+    // target ON_PENDING, even briefly. An AArch64 vCPU cannot start at an
+    // address that is not a multiple of 4: it would take a PC alignment
+    // fault on its first instruction, with no vector table yet.
+    if !domain.is_guest_ram(entry) || (!call.aarch32 && entry % 4 != 0) {
         return Outcome::resume(err(PsciError::InvalidAddress));
     }
     match power.try_start(entry, context) {
@@ -843,10 +853,10 @@ mod tests {
     #[test]
     fn cpu_on_32_uses_only_the_low_halves() {
         let d = Dom::clusters();
-        let o = d.call(0, [f(fid::CPU_ON_32), 0xffff_ffff_0000_0100, 0xdead_0000_4000_1001, 0xffff_ffff_8765_4321]);
+        let o = d.call(0, [f(fid::CPU_ON_32), 0xffff_ffff_0000_0100, 0xdead_0000_4000_1004, 0xffff_ffff_8765_4321]);
         assert_eq!(o.regs[0], 0);
-        assert_eq!(o.action, Action::StartVcpu { vcpu: 2, entry: 0x4000_1001, context: 0x8765_4321 });
-        assert_eq!(d.vcpus[2].take_start(), Some(StartInfo { entry: 0x4000_1001, context: 0x8765_4321 }));
+        assert_eq!(o.action, Action::StartVcpu { vcpu: 2, entry: 0x4000_1004, context: 0x8765_4321 });
+        assert_eq!(d.vcpus[2].take_start(), Some(StartInfo { entry: 0x4000_1004, context: 0x8765_4321 }));
         // SMC32 cannot name Aff3: 0x1_0000_0000 is MPIDR 0 (vCPU 0, on).
         assert_eq!(d.simple(1, [f(fid::CPU_ON_32), 0x1_0000_0000, RAM_BASE, 0]), ALREADY_ON);
         assert_eq!(d.vcpus[4].state(), PowerState::Off);
@@ -863,10 +873,35 @@ mod tests {
     }
 
     #[test]
+    fn the_last_cpu_off_leaves_every_vcpu_off() {
+        let d = Dom::new(&[0x0, 0x1]);
+        assert!(!all_off(&d.vcpus), "vCPU 0 runs");
+        assert_eq!(d.call(0, [f(fid::CPU_ON_64), 0x1, RAM_BASE, 0]).regs[0], 0);
+        assert!(d.vcpus[1].take_start().is_some());
+        // vCPU 1 off: vCPU 0 still runs.
+        assert_eq!(d.call(1, [f(fid::CPU_OFF), 0, 0, 0]).action, Action::StopVcpu);
+        assert!(d.vcpus[1].stopped());
+        assert!(!all_off(&d.vcpus));
+        // vCPU 0's CPU_OFF: OFF_PENDING until the arch code has stopped it.
+        assert_eq!(d.call(0, [f(fid::CPU_OFF), 0, 0, 0]).action, Action::StopVcpu);
+        assert!(!all_off(&d.vcpus), "vCPU 0 is still going off");
+        assert!(d.vcpus[0].stopped());
+        assert!(all_off(&d.vcpus));
+        // A vCPU being started is not off.
+        d.vcpus[1].try_start(RAM_BASE, 0).unwrap();
+        assert!(!all_off(&d.vcpus));
+    }
+
+    #[test]
     fn cpu_on_refusals_leave_the_target_off() {
         let d = Dom::clusters();
         for entry in [0, RAM_BASE - 4, RAM_BASE + RAM_SIZE, u64::MAX] {
             assert_eq!(d.simple(0, [f(fid::CPU_ON_64), 0x1, entry, 0]), INVALID_ADDRESS, "{entry:#x}");
+        }
+        // In RAM but not a multiple of 4: no AArch64 instruction there.
+        for entry in [RAM_BASE + 1, RAM_BASE + 2, RAM_BASE + 0x1003] {
+            assert_eq!(d.simple(0, [f(fid::CPU_ON_64), 0x1, entry, 0]), INVALID_ADDRESS, "{entry:#x}");
+            assert_eq!(d.simple(0, [f(fid::CPU_ON_32), 0x1, entry, 0]), INVALID_ADDRESS, "{entry:#x}");
         }
         // No such MPIDR.
         for target in [0x2, 0x200, 0x1_0000_0001, 0xff_00ff_ffff] {

@@ -667,7 +667,7 @@ fn guest_sync_inner(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
                     frame.far,
                     frame.elr
                 );
-                guest::inject_data_abort(frame, frame.far);
+                guest::inject_external_abort(frame);
                 injected(vcpu, frame);
             }
         }
@@ -677,7 +677,7 @@ fn guest_sync_inner(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
                 "d0v{vcpu}: instruction fetch from IPA {ipa:#x} (VA {:#x}): not the domain's memory; abort injected",
                 frame.far
             );
-            guest::inject_instruction_abort(frame, frame.far);
+            guest::inject_external_abort(frame);
             injected(vcpu, frame);
         }
         ec => {
@@ -723,6 +723,14 @@ fn smccc(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
                 gic::set_hcr(0);
             }
             dom.power[vcpu].stopped();
+            if crate::vpsci::all_off(dom.vcpus()) {
+                // Nobody is left to turn a vCPU on again: the domain is
+                // over, as if it had asked for SYSTEM_OFF (not a hang with
+                // every CPU idle).
+                log_exits(dom);
+                info!("d0: every vCPU is off: the domain has nothing left to run; powering off as for SYSTEM_OFF");
+                firmware(fid::SYSTEM_OFF);
+            }
             crate::smp::idle(vcpu)
         }
         Action::SystemOff => {
@@ -799,21 +807,18 @@ fn kick(mask: crate::vgic::VcpuMask, me: usize) {
     }
 }
 
-/// A guest write to `ICC_SGI1R_EL1` (trapped: `HCR_EL2.IMO`): an SGI to
-/// other vCPUs through the vGIC. Returns false if the trap is not that.
+/// A guest write to `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1` or `ICC_SGI0R_EL1`
+/// (trapped: `HCR_EL2.IMO`/`FMO`): an SGI to other vCPUs through the vGIC,
+/// Group 1 or Group 0 ([`crate::vgic::SgiRegister`]). Returns false if the
+/// trap is not that.
 fn sgi_write(dom: &Domain, frame: &ExceptionFrame, vcpu: usize, iss: u32) -> bool {
-    // ISS of a trapped MSR/MRS: Op0 [21:20], Op2 [19:17], Op1 [16:14],
-    // CRn [13:10], Rt [9:5], CRm [4:1], direction [0] (0 = write).
-    let (op0, op2, op1, crn, rt, crm, read) =
-        ((iss >> 20) & 3, (iss >> 17) & 7, (iss >> 14) & 7, (iss >> 10) & 0xf, (iss >> 5) & 0x1f, (iss >> 1) & 0xf, iss & 1);
-    if (op0, op1, crn, crm, op2, read) != (3, 0, 12, 11, 5, 0) {
-        return false;
-    }
+    let Some((reg, rt)) = crate::vgic::SgiRegister::from_trap(iss) else { return false };
     let Some(v) = lr_delivery(dom) else { return false };
-    let value = if rt == 31 { 0 } else { frame.x[rt as usize] };
-    match v.model.send_sgi_v3(vcpu, value) {
+    let value = if rt == 31 { 0 } else { frame.x[usize::from(rt)] };
+    let sent = if reg.group1() { v.model.send_sgi_v3(vcpu, value) } else { v.model.send_sgi0_v3(vcpu, value) };
+    match sent {
         Ok(out) => apply(out, vcpu),
-        Err(e) => warn!("d0v{vcpu}: ICC_SGI1R_EL1 write {value:#x}: {e}"),
+        Err(e) => warn!("d0v{vcpu}: {reg:?} write {value:#x}: {e}"),
     }
     true
 }
@@ -983,7 +988,7 @@ fn decode_or_abort(frame: &mut ExceptionFrame, vcpu: usize, what: &str) -> Optio
         Ok(a) => Some(a),
         Err(e) => {
             warn!("d0v{vcpu}: {what} access at PC {:#x} cannot be emulated: {e}; abort injected", frame.elr);
-            guest::inject_data_abort(frame, frame.far);
+            guest::inject_external_abort(frame);
             None
         }
     }
@@ -1002,7 +1007,7 @@ fn emulate_uart(dom: &Domain, u: &DomainUart, frame: &mut ExceptionFrame, vcpu: 
         Ok(()) => frame.elr += u64::from(acc.insn_len),
         Err(e) => {
             warn!("d0v{vcpu}: vPL011 {acc} (offset {offset:#x}): {e}; abort injected");
-            guest::inject_data_abort(frame, frame.far);
+            guest::inject_external_abort(frame);
             injected(vcpu, frame);
         }
     }

@@ -790,5 +790,71 @@ impl Vgic {
     }
 }
 
+/// The GICv3 CPU-interface registers that generate SGIs, which a guest's
+/// writes reach the hypervisor through (`HCR_EL2.IMO`/`FMO` trap them, EC
+/// 0x18). With one security state, as the model has, `ICC_ASGI1R_EL1`
+/// generates Group 0 SGIs, like `ICC_SGI0R_EL1` (KVM does the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SgiRegister {
+    /// `ICC_SGI1R_EL1` (S3_0_C12_C11_5): Group 1, [`Vgic::send_sgi_v3`].
+    Sgi1r,
+    /// `ICC_ASGI1R_EL1` (S3_0_C12_C11_6): Group 0 here, [`Vgic::send_sgi0_v3`].
+    Asgi1r,
+    /// `ICC_SGI0R_EL1` (S3_0_C12_C11_7): Group 0, [`Vgic::send_sgi0_v3`].
+    Sgi0r,
+}
+
+impl SgiRegister {
+    /// The SGI register a trapped `MSR` writes, and its source register
+    /// (31 is `XZR`), from the ISS of the trap (Op0 \[21:20\], Op2
+    /// \[19:17\], Op1 \[16:14\], CRn \[13:10\], Rt \[9:5\], CRm \[4:1\],
+    /// direction \[0\], 0 = write). `None` for anything else, reads of
+    /// these write-only registers included.
+    pub fn from_trap(iss: u32) -> Option<(SgiRegister, u8)> {
+        let (op0, op2, op1) = ((iss >> 20) & 3, (iss >> 17) & 7, (iss >> 14) & 7);
+        let (crn, rt, crm, read) = ((iss >> 10) & 0xf, (iss >> 5) & 0x1f, (iss >> 1) & 0xf, iss & 1);
+        if (op0, op1, crn, crm, read) != (3, 0, 12, 11, 0) {
+            return None;
+        }
+        let reg = match op2 {
+            5 => SgiRegister::Sgi1r,
+            6 => SgiRegister::Asgi1r,
+            7 => SgiRegister::Sgi0r,
+            _ => return None,
+        };
+        Some((reg, rt as u8))
+    }
+
+    /// Whether the SGIs it generates are Group 1.
+    pub fn group1(self) -> bool {
+        self == SgiRegister::Sgi1r
+    }
+}
+
+#[cfg(test)]
+mod sgi_register_tests {
+    use super::SgiRegister;
+
+    /// The ISS of a trapped `MSR S<op0>_<op1>_C<crn>_C<crm>_<op2>, X<rt>`
+    /// (`read`: an `MRS`).
+    fn iss(op0: u32, op1: u32, crn: u32, crm: u32, op2: u32, rt: u32, read: bool) -> u32 {
+        (op0 << 20) | (op2 << 17) | (op1 << 14) | (crn << 10) | (rt << 5) | (crm << 1) | u32::from(read)
+    }
+
+    #[test]
+    fn sgi_registers_are_told_apart() {
+        assert_eq!(SgiRegister::from_trap(iss(3, 0, 12, 11, 5, 3, false)), Some((SgiRegister::Sgi1r, 3)));
+        assert_eq!(SgiRegister::from_trap(iss(3, 0, 12, 11, 6, 31, false)), Some((SgiRegister::Asgi1r, 31)));
+        assert_eq!(SgiRegister::from_trap(iss(3, 0, 12, 11, 7, 0, false)), Some((SgiRegister::Sgi0r, 0)));
+        assert!(SgiRegister::Sgi1r.group1() && !SgiRegister::Asgi1r.group1() && !SgiRegister::Sgi0r.group1());
+        // Reads of the write-only registers, and their neighbours.
+        assert_eq!(SgiRegister::from_trap(iss(3, 0, 12, 11, 5, 3, true)), None);
+        assert_eq!(SgiRegister::from_trap(iss(3, 0, 12, 11, 4, 3, false)), None);
+        assert_eq!(SgiRegister::from_trap(iss(3, 0, 12, 12, 5, 3, false)), None);
+        assert_eq!(SgiRegister::from_trap(iss(3, 1, 12, 11, 5, 3, false)), None);
+        assert_eq!(SgiRegister::from_trap(iss(2, 0, 12, 11, 5, 3, false)), None);
+    }
+}
+
 #[cfg(test)]
 mod tests;

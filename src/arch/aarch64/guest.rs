@@ -268,15 +268,13 @@ pub fn hpfar() -> u64 {
     HPFAR_EL2.get()
 }
 
-/// Makes the guest take a synchronous external data abort at `far`, as if
-/// its own access had faulted (the vCPU returns into its EL1 vector).
-pub fn inject_data_abort(frame: &mut ExceptionFrame, far: u64) {
-    inject_sync(frame, (0x25 << 26) | (1 << 25) | 0x10, far);
-}
-
-/// Makes the guest take a synchronous external instruction abort at `far`.
-pub fn inject_instruction_abort(frame: &mut ExceptionFrame, far: u64) {
-    inject_sync(frame, (0x21 << 26) | (1 << 25) | 0x10, far);
+/// Makes the guest take a synchronous external abort at `frame.far` for
+/// the stage-2 abort it took (`frame.esr`: a data or instruction abort),
+/// as if its own access had faulted, the direction of a data access kept
+/// ([`crate::mmio::external_abort_esr`]); the vCPU returns into its EL1
+/// vector.
+pub fn inject_external_abort(frame: &mut ExceptionFrame) {
+    inject_sync(frame, crate::mmio::external_abort_esr(frame.esr), frame.far);
 }
 
 /// Makes the guest take a virtual SError (HCR_EL2.VSE) as soon as it
