@@ -10,6 +10,7 @@ mod common;
 use common::{BOOT_TIMEOUT, image, scratch};
 use xtask::{Arch, Expect, Qemu};
 
+/// Every vCPU's lines, then the end.
 fn timer_guest(gic: u8, smp: u32) {
     let test = format!("aarch64-dom0-timer-gicv{gic}-smp{smp}");
     let guest = xtask::guest::build("timer").unwrap_or_else(|e| panic!("{e}"));
@@ -21,13 +22,28 @@ fn timer_guest(gic: u8, smp: u32) {
             .to_string(),
         "d0v0: timer guest: vCPU 0 up".to_string(),
     ];
-    for t in ["vtimer", "ptimer"] {
-        markers.extend([
-            format!("d0v0: PASS {t}-disable: fired, then CTL.ENABLE = 0: its PPI no longer pending in ISPENDR0, not delivered"),
-            format!("d0v0: PASS {t}-imask: fired, then CTL.IMASK = 1: its PPI no longer pending in ISPENDR0, not delivered"),
-            format!("d0v0: PASS {t}-cval: fired, then CVAL 10 s on: its PPI no longer pending in ISPENDR0, not delivered"),
-            format!("d0v0: PASS {t}-fires: re-armed 1 ms ahead, it woke the vCPU from WFI into its handler within 250 ms"),
-        ]);
+    for v in 0..smp {
+        for t in ["vtimer", "ptimer"] {
+            markers.extend([
+                format!(
+                    "d0v{v}: PASS {t}-disable: fired, then CTL.ENABLE = 0: its PPI no longer pending in ISPENDR0, \
+                     not delivered"
+                ),
+                format!(
+                    "d0v{v}: PASS {t}-imask: fired, then CTL.IMASK = 1: its PPI no longer pending in ISPENDR0, not \
+                     delivered"
+                ),
+                format!(
+                    "d0v{v}: PASS {t}-cval: fired, then CVAL 10 s on: its PPI no longer pending in ISPENDR0, not \
+                     delivered"
+                ),
+                format!(
+                    "d0v{v}: PASS {t}-fires: re-armed 1 ms ahead, it woke the vCPU from WFI into its handler within \
+                     250 ms"
+                ),
+            ]);
+        }
+        markers.push(format!("d0v{v}: timer guest: checked the timers of vCPU {v}"));
     }
     markers.extend(["d0v0: timer guest: done, powering off".to_string(), "d0: PSCI SYSTEM_OFF".to_string()]);
     let expect = Expect::new()
@@ -45,12 +61,10 @@ fn timer_guest(gic: u8, smp: u32) {
     common::boot(&test, &qemu, &expect);
 }
 
+/// GICv2 and GICv3, 1, 2 and 4 vCPUs (each checks its own timers).
 #[test]
-fn timer_guest_gicv2() {
-    timer_guest(2, 1);
-}
-
-#[test]
-fn timer_guest_gicv3() {
-    timer_guest(3, 1);
+fn timer_guest_matrix() {
+    for (gic, smp) in [(2, 1), (2, 2), (2, 4), (3, 1), (3, 2), (3, 4)] {
+        timer_guest(gic, smp);
+    }
 }

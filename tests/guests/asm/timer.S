@@ -1,8 +1,10 @@
 /*
  * The timer test guest: a vCPU's two EL1 timers and their interrupts, on
- * GICv2 or GICv3 (told apart by the distributor's PIDR2). vCPU 0 checks,
- * for the virtual timer (CNTV, PPI 27, "vtimer") and then the physical
- * timer (CNTP, PPI 30, "ptimer"), one line each:
+ * GICv2 or GICv3 (told apart by the distributor's PIDR2). Each vCPU in
+ * turn (vCPU 0, then every other one CPU_ON starts: it runs the checks and
+ * calls CPU_OFF, vCPU 0 waits for AFFINITY_INFO to say OFF) checks, for
+ * its virtual timer (CNTV, PPI 27, "vtimer") and then its physical timer
+ * (CNTP, PPI 30, "ptimer"), one line each:
  *
  *   <t>-disable  fired with IRQs masked, its PPI reads pending in ISPENDR0
  *                (GICv2: the banked GICD_ISPENDR0; GICv3: GICR_ISPENDR0);
@@ -20,21 +22,110 @@
  * that fired off (so its line drops), counts it and notes the counter.
  *
  * Registers: x19 the timer (0 virtual, 1 physical), x21 its name, x25 the
- * vCPU (0), x26 the GIC version, x27 GICC (GICv2), x28 ISPENDR0; the IRQ
+ * vCPU (the CPU_ON context ID), x24 vCPUs checked (vCPU 0), x26 the GIC version, x27 GICC (GICv2), x28 ISPENDR0; the IRQ
  * vector counts the virtual timer in x20, the physical timer in x22,
  * others in x17, and puts the timer's counter at its last interrupt in
- * x23 (it uses x16 and x18 too). A small stack 256 KiB into the guest's RAM.
+ * x23 (it uses x16 and x18 too). A small stack per vCPU, 256 KiB into the
+ * guest's RAM and up.
  */
         .equ    GICR_SGI_BASE,    0x080b0000    /* vCPU 0's SGI_base frame */
+        .equ    PSCI_CPU_ON64,    0xc4000003
+        .equ    PSCI_CPU_OFF,     0x84000002
+        .equ    PSCI_AFFINITY64,  0xc4000004
 
         .text
 entry:
-        adr     x0, _start
-        add     x0, x0, #0x40, lsl #12
-        mov     sp, x0
         mov     x25, #0
+        bl      stack
         adr     x0, msg_hello
         bl      puts
+        bl      gic_version
+        /* The distributor on, once (GICv3: ARE, EnableGrp1; GICv2: Grp0/1). */
+        movz    x1, #0x0800, lsl #16
+        mov     w2, #((1 << 4) | (1 << 1))
+        mov     w3, #3
+        cmp     x26, #2
+        csel    w2, w3, w2, eq
+        str     w2, [x1]                /* GICD_CTLR */
+        dsb     sy
+        bl      both_timers
+        /* Then each other vCPU, one at a time, until CPU_ON says there is
+         * no such vCPU (at most 8). */
+        mov     x24, #1
+1:      cmp     x24, #8
+        b.hs    4f
+        ldr     w0, =PSCI_CPU_ON64
+        mov     x1, x24
+        adr     x2, secondary
+        mov     x3, x24
+        hvc     #0
+        cbnz    x0, 4f
+        /* Wait (10 s at most) for it to be OFF again. */
+        mrs     x5, cntvct_el0
+        mrs     x6, cntfrq_el0
+        mov     x7, #10
+        madd    x5, x6, x7, x5
+2:      ldr     w0, =PSCI_AFFINITY64
+        mov     x1, x24
+        mov     x2, #0
+        hvc     #0
+        cmp     x0, #1                  /* OFF */
+        b.eq    3f
+        mrs     x0, cntvct_el0
+        cmp     x0, x5
+        b.lo    2b
+        adr     x0, msg_stuck
+        bl      puts
+        b       power_off
+3:      add     x24, x24, #1
+        b       1b
+4:      adr     x0, msg_done
+        bl      puts
+        b       power_off
+
+/* secondary: where CPU_ON starts the others. In: x0 = vCPU number. */
+secondary:
+        mov     x25, x0
+        bl      stack
+        bl      gic_version
+        bl      both_timers
+        ldr     w0, =PSCI_CPU_OFF
+        hvc     #0
+        adr     x0, msg_off_returned
+        bl      puts
+1:      wfi
+        b       1b
+
+/* stack: sp = this vCPU's stack (x25). Clobbers x0. */
+stack:
+        adr     x0, _start
+        add     x0, x0, #0x40, lsl #12
+        add     x0, x0, x25, lsl #12
+        add     x0, x0, #0x1000
+        mov     sp, x0
+        ret
+
+/* both_timers: set up this vCPU's GIC side, check both its timers, say so. */
+both_timers:
+        stp     x29, x30, [sp, #-16]!
+        bl      setup
+        mov     x19, #0
+        adr     x21, name_v
+        bl      timer_checks
+        mov     x19, #1
+        adr     x21, name_p
+        bl      timer_checks
+        adr     x0, msg_vcpu_done
+        bl      puts
+        add     x1, x25, #48
+        bl      putc
+        mov     x1, #10
+        bl      putc
+        ldp     x29, x30, [sp], #16
+        ret
+
+/* gic_version: x26 = 2 or 3. Clobbers x0, x1. */
+gic_version:
         /* GIC version from PIDR2: GICv2's at 0xfe8, GICv3's at 0xffe8. */
         movz    x1, #0x0800, lsl #16
         ldr     w0, [x1, #0xfe8]
@@ -43,26 +134,7 @@ entry:
         cmp     w0, #2
         b.eq    1f
         mov     x26, #3
-1:      /* The distributor on (GICv3: ARE, EnableGrp1; GICv2: Grp0/1). */
-        movz    x1, #0x0800, lsl #16
-        mov     w2, #((1 << 4) | (1 << 1))
-        mov     w3, #3
-        cmp     x26, #2
-        csel    w2, w3, w2, eq
-        str     w2, [x1]                /* GICD_CTLR */
-        dsb     sy
-        bl      setup
-
-        mov     x19, #0
-        adr     x21, name_v
-        bl      timer_checks
-        mov     x19, #1
-        adr     x21, name_p
-        bl      timer_checks
-
-        adr     x0, msg_done
-        bl      puts
-        b       power_off
+1:      ret
 
 /*
  * setup: the GIC CPU interface and redistributor, PPIs 27 and 30 enabled,
@@ -98,6 +170,7 @@ setup:
         mov     x0, #1
         msr     S3_0_C12_C12_7, x0      /* ICC_IGRPEN1_EL1 */
         movz    x1, #(GICR_SGI_BASE >> 16), lsl #16
+        add     x1, x1, x25, lsl #17    /* + n * 0x20000 */
         sub     x0, x1, #0x10, lsl #12  /* RD_base */
         str     wzr, [x0, #0x14]        /* GICR_WAKER: awake */
         str     w2, [x1, #0x100]        /* GICR_ISENABLER0 */
@@ -410,4 +483,7 @@ msg_fires:   .asciz "-fires: re-armed 1 ms ahead, it woke the vCPU from WFI into
 msg_never:   .asciz "-fires: no interrupt within a second of its deadline (the backstop fired)\n"
 msg_late:    .asciz "-fires: taken before its deadline or more than 250 ms after it\n"
 msg_done:    .asciz "timer guest: done, powering off\n"
+msg_vcpu_done: .asciz "timer guest: checked the timers of vCPU "
+msg_stuck:   .asciz "FAIL timer: a vCPU did not go OFF again within 10 s\n"
+msg_off_returned: .asciz "FAIL timer: CPU_OFF returned\n"
 msg_sync:    .asciz "FAIL timer: synchronous exception in the guest\n"
