@@ -883,3 +883,56 @@ fn pass_through_pages_merge_and_exclude() {
     assert!(pages.iter().all(|p| p.base % 0x1000 == 0 && p.size % 0x1000 == 0));
     assert!(!pages.iter().any(|p| p.base <= 0x900_0000 && 0x900_0000 < p.end()));
 }
+
+/// dtschema's core schemas (`dt-validate`, pip-installed by xtask) for the
+/// nodes dom0's tree is generated with: the root, `/chosen`, `/memory`,
+/// `/cpus` and its CPUs, on every host tree. A tree that breaks them (a
+/// `/cpus` with `#size-cells = <1>` and an unknown `/chosen` property) is
+/// reported, so the check is known to run.
+#[test]
+fn dom0_trees_pass_the_dt_schema_core_checks() {
+    let dir = std::env::temp_dir().join(format!("armature-dom0-dtschema-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for (name, blob, stdout) in [
+        ("gicv3", GICV3, Some("/pl011@9000000")),
+        ("gicv2", GICV2, Some("/pl011@9000000")),
+        ("xen", XEN_MODULES, Some("/pl011@9000000")),
+        ("arm32", ARM32, Some("/pl011@9000000")),
+        ("fvp", FVP, None),
+        ("juno", JUNO, None),
+        ("foundation", FOUNDATION, None),
+        ("aemv8", AEMV8, None),
+        ("arndale", ARNDALE, Some("serial2:115200n8")),
+    ] {
+        let mpidrs: &[u64] =
+            if name.starts_with("gic") || name == "xen" || name == "arm32" { &[0, 1] } else { &[0, 1, 0x100] };
+        let file = dir.join(format!("dom0-{name}.dtb"));
+        std::fs::write(&file, generate(blob, mpidrs, stdout)).unwrap();
+        files.push(file);
+    }
+    let bad = dir.join("broken.dtb");
+    let mut w = vm_fdt::FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_string("compatible", "test,board").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    let n = w.begin_node("chosen").unwrap();
+    w.property_string("armature,not-a-chosen-property", "x").unwrap();
+    w.end_node(n).unwrap();
+    let n = w.begin_node("cpus").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 1).unwrap();
+    w.end_node(n).unwrap();
+    w.end_node(root).unwrap();
+    std::fs::write(&bad, w.finish().unwrap()).unwrap();
+
+    let paths: Vec<&std::path::Path> = files.iter().map(|f| f.as_path()).collect();
+    let problems = xtask::dtschema::validate(&paths, &xtask::dtschema::DOM0_SCHEMAS).unwrap_or_else(|e| panic!("{e}"));
+    let broken =
+        xtask::dtschema::validate(&[bad.as_path()], &xtask::dtschema::DOM0_SCHEMAS).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(problems, Vec::<String>::new(), "dt-validate on dom0's trees");
+    assert!(broken.iter().any(|l| l.contains("cpus: #size-cells: 0 was expected")), "{broken:?}");
+    assert!(broken.iter().any(|l| l.contains("chosen: 'armature,not-a-chosen-property'")), "{broken:?}");
+}
