@@ -298,6 +298,7 @@ race:
         b       7b
 8:      cmp     x4, #1
         b.ne    race_fail_counts
+        cbnz    x5, race_fail_counts    /* ON_PENDING: KVM never answers it */
         cbnz    x7, race_fail_counts
         add     x20, x20, x5
         add     x21, x21, x6
