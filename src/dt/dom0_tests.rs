@@ -104,14 +104,19 @@ fn generate(host: &[u8], mpidrs: &[u64], stdout: Option<&str>) -> Vec<u8> {
     out
 }
 
-/// Runs `dtc -I dtb -O dts` on a blob; returns its warnings (stderr lines).
+/// Runs `dtc -I dtb -O dts` on a blob, with the checks dtc leaves off by
+/// default that apply to a flattened tree turned on too
+/// (`unique_unit_address`, `avoid_unnecessary_addr_size`); returns its
+/// warnings (stderr lines). Callers treat them as errors: none for the
+/// generated trees, none the host tree did not already have for boards.
 fn dtc(blob: &[u8], tag: &str) -> Vec<String> {
     let dir = std::env::temp_dir().join(format!("armature-dom0dt-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("in.dtb");
     std::fs::write(&file, blob).unwrap();
     let out = std::process::Command::new("dtc")
-        .args(["-I", "dtb", "-O", "dts", "-o", "/dev/null"])
+        .args(["-I", "dtb", "-O", "dts", "-o", "/dev/null", "-W", "unique_unit_address"])
+        .args(["-W", "avoid_unnecessary_addr_size"])
         .arg(&file)
         .output()
         .expect("dtc (Debian package device-tree-compiler) must be installed");
