@@ -303,8 +303,13 @@ pub static DOM0: spin::Once<Domain> = spin::Once::new();
 /// Runs vCPU `vcpu` of `dom` on this physical CPU from `start`.
 fn run_here(dom: &Domain, vcpu: usize, start: StartInfo) -> ! {
     guest::load_stage2(dom.stage2_root, dom.vmid);
-    if lr_delivery(dom).is_some() {
+    if let Some(v) = lr_delivery(dom) {
         gic::clear_lrs();
+        // The vCPU starts with both timers off (`run_vcpu`): whatever this
+        // CPU's EL1 timers did before (firmware, an earlier run) is not
+        // its interrupt.
+        guest::stop_timers();
+        sync_timer_lines(v, vcpu, [false, false]);
         flush_lrs(dom, vcpu);
     }
     info!("d0v{vcpu}: entering at {:#x} (EL1, MMU off), x0 = {:#x}", start.entry, start.context);
