@@ -306,8 +306,13 @@ pub static DOM0: spin::Once<Domain> = spin::Once::new();
 /// Runs vCPU `vcpu` of `dom` on this physical CPU from `start`.
 fn run_here(dom: &Domain, vcpu: usize, start: StartInfo) -> ! {
     guest::load_stage2(dom.stage2_root, dom.vmid);
-    if lr_delivery(dom).is_some() {
+    if let Some(v) = lr_delivery(dom) {
         gic::clear_lrs();
+        // The vCPU starts with both timers off (`run_vcpu`): whatever this
+        // CPU's EL1 timers did before (firmware, an earlier run) is not
+        // its interrupt.
+        guest::stop_timers();
+        sync_timer_lines(v, vcpu, [false, false]);
         flush_lrs(dom, vcpu);
     }
     info!("d0v{vcpu}: entering at {:#x} (EL1, MMU off), x0 = {:#x}", start.entry, start.context);
@@ -461,13 +466,16 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
         info!("d0: vGIC{} with {VGIC_LINES} lines: GICD {}{}", if g.version == GicVersion::V3 { "v3" } else { "v2" }, g.gicd,
             gicr.map_or(alloc::string::String::new(), |r| alloc::format!(", GICR {r}")));
         if gic::version() == Some(g.version) {
-            // Each vCPU's virtual timer is its physical CPU's PPI 27.
+            // Each vCPU's EL1 timers are its physical CPU's: the virtual
+            // timer's PPI 27 and the physical timer's PPI 30.
             for vcpu in 0..nvcpus {
-                let _ = model.link_hw(Virq::Private { vcpu, intid: gic::VTIMER_INTID }, Some(gic::VTIMER_INTID));
+                for t in TIMER_PPIS {
+                    let _ = model.link_hw(Virq::Private { vcpu, intid: t }, Some(t));
+                }
             }
             info!(
-                "d0: interrupts: vCPU n's virtual timer (PPI 27) linked to PPI 27 of CPU n, SGIs through the vGIC \
-                 (kick: SGI {})",
+                "d0: interrupts: vCPU n's virtual and physical timers (PPIs 27 and 30) linked to the same PPIs of \
+                 CPU n, pending while their output is high; SGIs through the vGIC (kick: SGI {})",
                 gic::KICK_SGI
             );
             let mut linked = 0;
@@ -718,9 +726,14 @@ fn smccc(dom: &Domain, frame: &mut ExceptionFrame, vcpu: usize) {
             info!("d0v{vcpu}: PSCI CPU_OFF");
             // Its interrupts were folded back on entry: leave no list
             // register (or maintenance condition) behind on an idle CPU.
-            if lr_delivery(dom).is_some() {
+            if let Some(v) = lr_delivery(dom) {
                 gic::clear_lrs();
                 gic::set_hcr(0);
+                // Its timers stop with it, and their lines fall (their
+                // physical PPIs are deactivated): an idle CPU takes no
+                // timer interrupt for a vCPU that is off.
+                guest::stop_timers();
+                sync_timer_lines(v, vcpu, [false, false]);
             }
             dom.power[vcpu].stopped();
             if crate::vpsci::all_off(dom.vcpus()) {
@@ -758,6 +771,8 @@ fn fold_lrs(dom: &Domain, vcpu: usize) {
     for (i, lr) in lrs[..v.nr_lrs].iter_mut().enumerate() {
         *lr = gic::read_lr(i);
     }
+    let (virt, phys) = guest::timer_outputs();
+    sync_timer_lines(v, vcpu, [virt, phys]);
     if let Ok(out) = v.model.fold(vcpu, &lrs[..v.nr_lrs]) {
         apply(out, vcpu);
     }
@@ -792,11 +807,34 @@ fn apply(out: crate::vgic::Outcome, me: usize) {
         let active = op.action == HwAction::Activate;
         match op.pintid {
             32.. => gic::set_spi_active(op.pintid, active),
-            // A hardware-linked PPI (the virtual timer) is active on this CPU.
-            _ if !active => gic::deactivate(op.pintid),
-            p => warn!("d0v{me}: cannot make PPI {p} active by hand (ignored)"),
+            // A hardware-linked PPI (a timer) of this CPU.
+            _ => gic::set_ppi_active(op.pintid, active),
         }
     }
+}
+
+/// The EL1 timers' PPIs, each linked to the same virtual PPI of the vCPU
+/// pinned to the CPU: the virtual timer's, then the physical timer's.
+const TIMER_PPIS: [u32; 2] = [gic::VTIMER_INTID, gic::PTIMER_INTID];
+
+/// Gives the vGIC the vCPU's timer outputs (`levels`, in [`TIMER_PPIS`]
+/// order) as the lines of their PPIs: a level interrupt is pending while
+/// its line is high, so a timer turned off, masked or moved on is no
+/// longer pending nor delivered (KVM samples its timers the same way).
+/// Before [`Vgic::fold`](crate::vgic::Vgic::fold), on the vCPU's CPU.
+fn sync_timer_lines(v: &DomainVgic, vcpu: usize, levels: [bool; 2]) {
+    for (intid, level) in TIMER_PPIS.into_iter().zip(levels) {
+        if let Ok(out) = v.model.set_hw_level(Virq::Private { vcpu, intid }, level) {
+            apply(out, vcpu);
+        }
+    }
+}
+
+/// [`apply`], but for the physical interrupt `taken` that this CPU has
+/// just acknowledged: it is active already.
+fn apply_except(mut out: crate::vgic::Outcome, me: usize, taken: u32) {
+    out.hw.retain(|op| !(op.pintid == taken && op.action == HwAction::Activate));
+    apply(out, me);
 }
 
 /// Makes the physical CPUs running the vCPUs in `mask` (other than the
@@ -866,8 +904,9 @@ fn dump_vcpu(dom: &Domain, vcpu: usize, frame: &ExceptionFrame) {
         c.sctlr, c.tcr, c.ttbr0, c.ttbr1, c.mair
     );
     info!(
-        "d{d}v{vcpu}: VBAR_EL1 {:#x} ESR_EL1 {:#x} FAR_EL1 {:#x} ELR_EL1 {:#x} SPSR_EL1 {:#x} CNTV_CTL {:#x} CNTV_CVAL {:#x}",
-        c.vbar, c.esr, c.far, c.elr, c.spsr, c.cntv_ctl, c.cntv_cval
+        "d{d}v{vcpu}: VBAR_EL1 {:#x} ESR_EL1 {:#x} FAR_EL1 {:#x} ELR_EL1 {:#x} SPSR_EL1 {:#x} CNTV_CTL {:#x} CNTV_CVAL {:#x} \
+         CNTP_CTL {:#x} CNTP_CVAL {:#x}",
+        c.vbar, c.esr, c.far, c.elr, c.spsr, c.cntv_ctl, c.cntv_cval, c.cntp_ctl, c.cntp_cval
     );
 }
 
@@ -907,9 +946,14 @@ fn take_irqs(dom: &Domain, vcpu: usize) {
         if id >= 1020 {
             break;
         }
-        if id == gic::VTIMER_INTID {
-            if let Some(v) = lr_delivery(dom) {
-                let _ = v.model.raise(Virq::Private { vcpu, intid: id });
+        if TIMER_PPIS.contains(&id) {
+            // One of the vCPU's timers fired: its line is high (the
+            // physical PPI, acknowledged, is active until the guest
+            // deactivates the virtual one).
+            if let Some(v) = lr_delivery(dom)
+                && let Ok(out) = v.model.set_hw_level(Virq::Private { vcpu, intid: id }, true)
+            {
+                apply_except(out, vcpu, id);
             }
             gic::eoi(token); // priority drop; the guest deactivates it
         } else if dom.uart.as_ref().is_some_and(|u| u.spi == Some(id)) {

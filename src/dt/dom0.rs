@@ -21,9 +21,10 @@
 //!   (GICv3: no legacy frames), and it loses the maintenance `interrupts`
 //!   and its MSI children (`arm,gic-v3-its`, `arm,gic-v2m-frame`: not
 //!   emulated; `msi-parent`/`msi-map` naming them are removed wherever they
-//!   are). The generic timer keeps three interrupts (secure and non-secure
-//!   physical, virtual), not the hypervisor's own timer; on GICv2 their CPU
-//!   mask names dom0's vCPUs.
+//!   are). The generic timer keeps the host's interrupts (the binding's
+//!   four: secure and non-secure physical, virtual, hypervisor physical,
+//!   and a fifth if the host lists one); on GICv2 their CPU mask names
+//!   dom0's vCPUs.
 //! - **Dropped:** host memory nodes, `/hypervisor`, `xen,xen` nodes, CPU PMU
 //!   nodes (their interrupt is per physical CPU and not routed to guests;
 //!   Xen hides them from dom0 too), and any node whose `reg` overlaps a
@@ -1048,14 +1049,16 @@ impl<'a> Host<'_, 'a, '_> {
                         self.copy_prop(w, p.name, p.value)?;
                         continue;
                     }
-                    let keep = 3 * cells * 4;
-                    let mut v = p
-                        .value
-                        .get(..keep)
-                        .ok_or_else(|| {
-                            at.err("interrupts", Problem::TooFew { have: p.value.len() / (cells * 4), need: 3 })
-                        })?
-                        .to_vec();
+                    // Every entry the host lists, whole: the binding's
+                    // four (secure and non-secure physical, virtual,
+                    // hypervisor physical; dom0 never runs at EL2, so the
+                    // last is harmless) and the optional fifth.
+                    let spec = cells * 4;
+                    let have = p.value.len().checked_div(spec).unwrap_or(0);
+                    if have < 4 {
+                        return Err(at.err("interrupts", Problem::TooFew { have, need: 4 }).into());
+                    }
+                    let mut v = p.value[..have * spec].to_vec();
                     if cfg.gic.version() == GicVersion::V2 && cells >= 3 {
                         // GICv2 PPI flags carry a CPU mask in bits 15:8.
                         let mask = ((1u32 << cfg.vcpu_mpidrs.len().min(8)) - 1) << 8;

@@ -104,14 +104,19 @@ fn generate(host: &[u8], mpidrs: &[u64], stdout: Option<&str>) -> Vec<u8> {
     out
 }
 
-/// Runs `dtc -I dtb -O dts` on a blob; returns its warnings (stderr lines).
+/// Runs `dtc -I dtb -O dts` on a blob, with the checks dtc leaves off by
+/// default that apply to a flattened tree turned on too
+/// (`unique_unit_address`, `avoid_unnecessary_addr_size`); returns its
+/// warnings (stderr lines). Callers treat them as errors: none for the
+/// generated trees, none the host tree did not already have for boards.
 fn dtc(blob: &[u8], tag: &str) -> Vec<String> {
     let dir = std::env::temp_dir().join(format!("armature-dom0dt-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("in.dtb");
     std::fs::write(&file, blob).unwrap();
     let out = std::process::Command::new("dtc")
-        .args(["-I", "dtb", "-O", "dts", "-o", "/dev/null"])
+        .args(["-I", "dtb", "-O", "dts", "-o", "/dev/null", "-W", "unique_unit_address"])
+        .args(["-W", "avoid_unnecessary_addr_size"])
         .arg(&file)
         .output()
         .expect("dtc (Debian package device-tree-compiler) must be installed");
@@ -232,17 +237,24 @@ fn check_common(host_blob: &[u8], out: &[u8], mpidrs: &[u64], stdout: Option<&st
         1
     );
 
-    // Timer: the host's first three PPIs, the hypervisor's timer gone.
+    // Timer: every PPI the host lists (the binding's four, at least), in
+    // the host's order.
     let host_timer = hdt.timer().unwrap();
     let tpath = host_timer.node.as_str();
     let (ht, dt0) = (node(&host, tpath), node(&dom0, tpath));
     let hi = cells(ht.prop("interrupts").unwrap());
     let di = cells(dt0.prop("interrupts").unwrap());
-    assert_eq!(di.len(), 9, "three 3-cell specifiers");
+    assert_eq!(di.len(), hi.len(), "the host's specifiers, all of them");
+    assert!(di.len() >= 12, "at least the binding's four 3-cell specifiers");
     for (d, h) in di.chunks(3).zip(hi.chunks(3)) {
         assert_eq!(d[..2], h[..2], "type and number");
         assert_eq!(d[2] & 0xff, h[2] & 0xff, "trigger");
     }
+    let dtimer = ddt.timer().unwrap();
+    assert_eq!(
+        [dtimer.secure_phys, dtimer.nonsecure_phys, dtimer.virt, dtimer.hyp_phys].map(|i| i.number),
+        [host_timer.secure_phys, host_timer.nonsecure_phys, host_timer.virt, host_timer.hyp_phys].map(|i| i.number)
+    );
     assert_eq!(ht.names(), dt0.names(), "timer keeps its other properties");
     for (name, value) in &ht.props {
         if name != "interrupts" {
@@ -278,6 +290,8 @@ fn check_common(host_blob: &[u8], out: &[u8], mpidrs: &[u64], stdout: Option<&st
             d.props.iter().filter(|p| p.0 != "msi-parent" && p.0 != "msi-map").collect();
         assert_eq!(kept, dkept, "{} copied unchanged", h.path);
     }
+    // The bindings of what dom0's tree carries, checked strictly.
+    assert_eq!(super::binding_check::check(out), Vec::<String>::new(), "binding violations");
     // And nothing else appears.
     for d in &dom0 {
         assert!(
@@ -335,8 +349,9 @@ fn qemu_virt_gicv3_dom0_tree() {
         assert!(has(&d, path), "{path}");
     }
     assert!(!has(&d, "/pmu") && !has(&d, "/memory@40000000") && !has(&d, "/cpus/cpu-map"));
-    // Timer: secure phys 13, non-secure phys 14, virtual 11 (not hyp 10).
-    assert_eq!(cells(node(&d, "/timer").prop("interrupts").unwrap()), [1, 13, 4, 1, 14, 4, 1, 11, 4]);
+    // Timer: secure phys 13, non-secure phys 14, virtual 11, hyp 10: the
+    // binding's four, as the host has them.
+    assert_eq!(cells(node(&d, "/timer").prop("interrupts").unwrap()), [1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]);
     assert_eq!(dtc(&out, "gicv3"), Vec::<String>::new(), "dtc warnings");
 }
 
@@ -354,7 +369,10 @@ fn qemu_virt_gicv2_dom0_tree() {
     let dgic = DeviceTree::new(&out).unwrap().gic().unwrap();
     assert_eq!((dgic.cpu_if, dgic.hyp_if, dgic.vcpu_if), (Some(r(0x0801_0000, 0x10000)), None, None));
     // The PPI CPU mask names the two vCPUs (host: 0xf04 for four CPUs).
-    assert_eq!(cells(node(&d, "/timer").prop("interrupts").unwrap()), [1, 13, 0x304, 1, 14, 0x304, 1, 11, 0x304]);
+    assert_eq!(
+        cells(node(&d, "/timer").prop("interrupts").unwrap()),
+        [1, 13, 0x304, 1, 14, 0x304, 1, 11, 0x304, 1, 10, 0x304]
+    );
     assert_eq!(dtc(&out, "gicv2"), Vec::<String>::new(), "dtc warnings");
 }
 
@@ -869,4 +887,57 @@ fn pass_through_pages_merge_and_exclude() {
     assert_eq!(pages[0], r(0x900_1000, 0x3000));
     assert!(pages.iter().all(|p| p.base % 0x1000 == 0 && p.size % 0x1000 == 0));
     assert!(!pages.iter().any(|p| p.base <= 0x900_0000 && 0x900_0000 < p.end()));
+}
+
+/// dtschema's core schemas (`dt-validate`, pip-installed by xtask) for the
+/// nodes dom0's tree is generated with: the root, `/chosen`, `/memory`,
+/// `/cpus` and its CPUs, on every host tree. A tree that breaks them (a
+/// `/cpus` with `#size-cells = <1>` and an unknown `/chosen` property) is
+/// reported, so the check is known to run.
+#[test]
+fn dom0_trees_pass_the_dt_schema_core_checks() {
+    let dir = std::env::temp_dir().join(format!("armature-dom0-dtschema-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for (name, blob, stdout) in [
+        ("gicv3", GICV3, Some("/pl011@9000000")),
+        ("gicv2", GICV2, Some("/pl011@9000000")),
+        ("xen", XEN_MODULES, Some("/pl011@9000000")),
+        ("arm32", ARM32, Some("/pl011@9000000")),
+        ("fvp", FVP, None),
+        ("juno", JUNO, None),
+        ("foundation", FOUNDATION, None),
+        ("aemv8", AEMV8, None),
+        ("arndale", ARNDALE, Some("serial2:115200n8")),
+    ] {
+        let mpidrs: &[u64] =
+            if name.starts_with("gic") || name == "xen" || name == "arm32" { &[0, 1] } else { &[0, 1, 0x100] };
+        let file = dir.join(format!("dom0-{name}.dtb"));
+        std::fs::write(&file, generate(blob, mpidrs, stdout)).unwrap();
+        files.push(file);
+    }
+    let bad = dir.join("broken.dtb");
+    let mut w = vm_fdt::FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_string("compatible", "test,board").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    let n = w.begin_node("chosen").unwrap();
+    w.property_string("armature,not-a-chosen-property", "x").unwrap();
+    w.end_node(n).unwrap();
+    let n = w.begin_node("cpus").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 1).unwrap();
+    w.end_node(n).unwrap();
+    w.end_node(root).unwrap();
+    std::fs::write(&bad, w.finish().unwrap()).unwrap();
+
+    let paths: Vec<&std::path::Path> = files.iter().map(|f| f.as_path()).collect();
+    let problems = xtask::dtschema::validate(&paths, &xtask::dtschema::DOM0_SCHEMAS).unwrap_or_else(|e| panic!("{e}"));
+    let broken =
+        xtask::dtschema::validate(&[bad.as_path()], &xtask::dtschema::DOM0_SCHEMAS).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(problems, Vec::<String>::new(), "dt-validate on dom0's trees");
+    assert!(broken.iter().any(|l| l.contains("cpus: #size-cells: 0 was expected")), "{broken:?}");
+    assert!(broken.iter().any(|l| l.contains("chosen: 'armature,not-a-chosen-property'")), "{broken:?}");
 }

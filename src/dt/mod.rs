@@ -758,6 +758,8 @@ pub fn parent_path(path: &str) -> &str {
 }
 
 #[cfg(test)]
+mod binding_check;
+#[cfg(test)]
 mod dom0_tests;
 #[cfg(test)]
 mod plan_tests;

@@ -18,6 +18,9 @@ pub const KICK_SGI: u32 = 0;
 pub const MAINTENANCE_INTID: u32 = 25;
 /// The EL1 virtual timer (PPI 11).
 pub const VTIMER_INTID: u32 = 27;
+/// The EL1 (non-secure) physical timer (PPI 14), passed through to the
+/// guest like the virtual timer; the hypervisor uses neither.
+pub const PTIMER_INTID: u32 = 30;
 
 /// 0: none, 2: GICv2, 3: GICv3.
 static VERSION: AtomicU8 = AtomicU8::new(0);
@@ -37,7 +40,7 @@ pub fn set_version(v: GicVersion) {
     VERSION.store(if v == GicVersion::V3 { 3 } else { 2 }, Ordering::Release);
 }
 
-const ENABLED: u32 = (1 << KICK_SGI) | (1 << MAINTENANCE_INTID) | (1 << VTIMER_INTID);
+const ENABLED: u32 = (1 << KICK_SGI) | (1 << MAINTENANCE_INTID) | (1 << VTIMER_INTID) | (1 << PTIMER_INTID);
 
 /// Sets this CPU's side up (logical number `cpu`). False if it failed.
 pub fn init_cpu(cpu: usize) -> bool {
@@ -89,6 +92,18 @@ pub fn set_spi_active(intid: u32, active: bool) {
     match version() {
         #[cfg(target_arch = "aarch64")]
         Some(GicVersion::V3) => crate::arch::gicv3::set_spi_active(intid, active),
+        _ => v2::set_spi_active(intid, active),
+    }
+}
+
+/// Sets or clears the active state of PPI `intid` on this CPU (a timer
+/// linked to its vCPU's virtual PPI whose line changed while the virtual
+/// one was not in a list register).
+pub fn set_ppi_active(intid: u32, active: bool) {
+    match version() {
+        #[cfg(target_arch = "aarch64")]
+        Some(GicVersion::V3) => crate::arch::gicv3::set_ppi_active(intid, active),
+        // GICD_ISACTIVER0/ICACTIVER0 are banked per CPU interface.
         _ => v2::set_spi_active(intid, active),
     }
 }

@@ -55,7 +55,7 @@ pub fn is_initialised() -> bool {
 }
 
 /// This CPU's banked distributor registers and CPU interface: the kick SGI,
-/// the maintenance interrupt and the virtual timer enabled; priority mask
+/// the maintenance interrupt and the EL1 virtual and physical timers enabled; priority mask
 /// open; group 0 and 1 on; `EOImode = 1`. `cpu` is the logical number.
 /// (Always succeeds; returns true for the common interface of `super`.)
 pub fn init_cpu(cpu: usize, enabled: u32) -> bool {

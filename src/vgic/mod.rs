@@ -435,6 +435,18 @@ impl HwOps {
     pub fn as_slice(&self) -> &[HwOp] {
         &self.ops[..self.len]
     }
+
+    /// Keeps only the operations `keep` accepts, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&HwOp) -> bool) {
+        let mut n = 0;
+        for i in 0..self.len {
+            if keep(&self.ops[i]) {
+                self.ops[n] = self.ops[i];
+                n += 1;
+            }
+        }
+        self.len = n;
+    }
 }
 
 /// What the arch code must do after a state change.
@@ -651,6 +663,44 @@ impl Vgic {
             return Err(VgicError::NotAllowed { intid, what: "a level on a passed-through interrupt" });
         }
         st.modify(&self.cfg, bank, intid, false, &mut out, |irq| {
+            let rising = level && !irq.line;
+            let old = (irq.line, irq.latch);
+            irq.line = level;
+            if irq.edge && rising {
+                irq.latch = true;
+            }
+            old != (irq.line, irq.latch)
+        });
+        Ok(out)
+    }
+
+    /// Sets the level of a hardware-linked level interrupt's line as the
+    /// hypervisor sees its source now: a per-CPU timer's output (enabled,
+    /// condition met, not masked), sampled when its physical interrupt is
+    /// taken and on every exit, as KVM asks the timer for its line level. A
+    /// level interrupt's pending state is its line: once the guest turns
+    /// the timer off, masks it or moves its compare value on, the interrupt
+    /// is no longer pending (in `ISPENDR`) nor delivered.
+    ///
+    /// Call it before [`Vgic::fold`] on the vCPU's own CPU, so the fold
+    /// merges what the guest left in the list register with the line as it
+    /// is now. While the interrupt is not listed the [`Outcome`] keeps its
+    /// physical interrupt active exactly while the virtual one is pending
+    /// or active ([`HwAction`]): made active by hand when the line rose
+    /// before the physical interrupt was taken (its deactivation through
+    /// the list register then deactivates it), deactivated when the line
+    /// fell before the guest took it. Only for linked PPIs and SPIs.
+    pub fn set_hw_level(&self, irq: Virq, level: bool) -> Result<Outcome, VgicError> {
+        let (bank, intid) = self.locate(irq)?;
+        let mut out = Outcome::default();
+        let mut st = self.state.lock();
+        if st.irq(bank, intid).is_none_or(|i| i.hw.is_none()) {
+            return Err(VgicError::NotAllowed {
+                intid,
+                what: "a sampled level on an interrupt not linked to hardware",
+            });
+        }
+        st.modify(&self.cfg, bank, intid, true, &mut out, |irq| {
             let rising = level && !irq.line;
             let old = (irq.line, irq.latch);
             irq.line = level;

@@ -1085,3 +1085,89 @@ fn injection_checks_its_arguments() {
     let _ = wr(&big, D, 0, 0x17c, 0xffff_ffff); // ISENABLER31: INTIDs 992-1023
     assert_eq!(rd(&big, D, 0, 0x17c), 0x0fff_ffff);
 }
+
+/// A per-CPU timer linked to its physical PPI: its pending state is its
+/// output as the hypervisor samples it before each fold, so a timer the
+/// guest turned off, masked or moved on stops being pending and is not
+/// delivered, and the physical PPI is deactivated (it was active since the
+/// hypervisor took it); one whose output rose before its physical
+/// interrupt was taken is pending at once, its PPI made active by hand.
+#[test]
+fn a_hardware_timer_is_pending_while_its_output_is_high() {
+    for version in [GicVersion::V2, GicVersion::V3] {
+        let g = vgic(version, 2);
+        enable_all(&g);
+        let timer = Virq::Private { vcpu: 1, intid: 27 };
+        g.link_hw(timer, Some(27)).unwrap();
+        let ispendr0 = |g: &Vgic| match version {
+            GicVersion::V2 => rd(g, D, 1, 0x200),
+            GicVersion::V3 => rd(g, R, 1, GICR_STRIDE + 0x1_0200),
+        };
+        let act = |p, a| [HwOp { pintid: p, action: a }];
+        let mut lrs = [Lr::INVALID; 4];
+
+        // It fires: the hypervisor took the physical PPI (now active) and
+        // samples the output high; the guest gets it listed.
+        let out = g.set_hw_level(timer, true).unwrap();
+        assert_eq!(out.kick, VcpuMask::one(1));
+        assert_eq!(ispendr0(&g) & (1 << 27), 1 << 27);
+        let _ = g.flush(1, &mut lrs, 0xff).unwrap();
+        assert_eq!((lrs[0].vintid, lrs[0].state, lrs[0].kind), (27, LrState::Pending, LrKind::Hardware { pintid: 27 }));
+        // Before taking it the guest turns the timer off (or masks it, or
+        // moves CVAL on) and exits: sampled low, then folded.
+        assert!(g.set_hw_level(timer, false).unwrap().hw.as_slice().is_empty(), "listed: decided at fold");
+        let out = g.fold(1, &lrs).unwrap();
+        assert_eq!(out.hw.as_slice(), act(27, HwAction::Deactivate), "{version:?}");
+        assert_eq!(ispendr0(&g) & (1 << 27), 0, "{version:?}: not pending once the output is low");
+        let info = g.flush(1, &mut lrs, 0xff).unwrap();
+        assert_eq!(info.used, 0, "{version:?}: nothing delivered");
+        assert!(g.fold(1, &lrs).unwrap().hw.as_slice().is_empty());
+
+        // The output rises before the physical interrupt is taken (sampled
+        // at an exit): pending at once, the physical PPI made active so
+        // that the guest's deactivation has something to deactivate.
+        let out = g.set_hw_level(timer, true).unwrap();
+        assert_eq!(out.hw.as_slice(), act(27, HwAction::Activate));
+        assert_eq!(ispendr0(&g) & (1 << 27), 1 << 27);
+        // Not listed (say the group is off) and the output falls: the
+        // physical PPI is deactivated at once.
+        let out = g.set_hw_level(timer, false).unwrap();
+        assert_eq!(out.hw.as_slice(), act(27, HwAction::Deactivate));
+        assert_eq!(ispendr0(&g) & (1 << 27), 0);
+
+        // Taken by the guest (active in the list register) and then turned
+        // off by its handler: still active until the guest deactivates it
+        // (the physical PPI with it), and nothing to do by hand.
+        let _ = g.set_hw_level(timer, true).unwrap();
+        let _ = g.flush(1, &mut lrs, 0xff).unwrap();
+        lrs[0].state = LrState::Active;
+        let _ = g.set_hw_level(timer, false).unwrap();
+        assert!(g.fold(1, &lrs).unwrap().hw.as_slice().is_empty());
+        let s = snap(&g, timer);
+        assert!(s.active && !s.pending);
+        let _ = g.flush(1, &mut lrs, 0xff).unwrap();
+        assert_eq!(lrs[0].state, LrState::Active);
+        assert!(g.fold(1, &[]).unwrap().hw.as_slice().is_empty(), "deactivated through the HW bit");
+        let s = snap(&g, timer);
+        assert!(!s.active && !s.pending);
+
+        // Re-armed: it fires again and is delivered again.
+        let _ = g.set_hw_level(timer, true).unwrap();
+        let _ = g.flush(1, &mut lrs, 0xff).unwrap();
+        assert_eq!((lrs[0].vintid, lrs[0].state), (27, LrState::Pending));
+        // The guest deactivated it while its output stayed high (no handler
+        // turned it off): pending again, the physical PPI active again.
+        let _ = g.fold(1, &lrs).unwrap();
+        let _ = g.flush(1, &mut lrs, 0xff).unwrap();
+        let out = g.fold(1, &[]).unwrap();
+        assert_eq!(out.hw.as_slice(), act(27, HwAction::Activate));
+        assert!(snap(&g, timer).pending);
+
+        // vCPU 0's timer is its own; an unlinked interrupt refuses a sampled level.
+        assert!(!snap(&g, Virq::Private { vcpu: 0, intid: 27 }).pending);
+        assert!(matches!(
+            g.set_hw_level(Virq::Private { vcpu: 0, intid: 30 }, true),
+            Err(VgicError::NotAllowed { .. })
+        ));
+    }
+}

@@ -42,6 +42,7 @@ pub mod build;
 pub mod debian;
 pub mod disk;
 pub mod dom0;
+pub mod dtschema;
 pub mod early_check;
 pub mod fdt;
 pub mod firmware;

@@ -18,6 +18,8 @@ pub const KICK_SGI: u32 = 0;
 pub const MAINTENANCE_INTID: u32 = 25;
 /// The EL1 virtual timer's INTID (PPI 11).
 pub const VTIMER_INTID: u32 = 27;
+/// The EL1 physical timer's INTID (PPI 14).
+pub const PTIMER_INTID: u32 = 30;
 /// No interrupt pending (`ICC_IAR1_EL1` read).
 pub const SPURIOUS: u32 = 1023;
 
@@ -34,12 +36,16 @@ const GICR_WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 const SGI_BASE: usize = 0x10000;
 const GICR_IGROUPR0: usize = SGI_BASE + 0x80;
 const GICR_ISENABLER0: usize = SGI_BASE + 0x100;
+const GICR_ISACTIVER0: usize = SGI_BASE + 0x300;
+const GICR_ICACTIVER0: usize = SGI_BASE + 0x380;
 const GICR_IPRIORITYR: usize = SGI_BASE + 0x400;
 
 static GICD: AtomicUsize = AtomicUsize::new(0);
 static GICR: AtomicUsize = AtomicUsize::new(0);
 static GICR_FRAMES: AtomicUsize = AtomicUsize::new(0);
 static GICR_STEP: AtomicUsize = AtomicUsize::new(GICR_STRIDE);
+/// Each CPU's redistributor frame, found by [`init_cpu`] (0: none yet).
+static MY_FRAME: [AtomicUsize; super::smp::NR_CPUS] = [const { AtomicUsize::new(0) }; super::smp::NR_CPUS];
 
 fn read32(addr: usize) -> u32 {
     // SAFETY: `addr` is inside a GIC frame mapped as Device memory by `init`.
@@ -122,11 +128,14 @@ fn my_frame() -> Option<usize> {
 }
 
 /// Sets this CPU's redistributor and CPU interface up: awake, SGIs and PPIs
-/// in group 1, the kick SGI, the maintenance interrupt and the virtual timer
+/// in group 1, the kick SGI, the maintenance interrupt and the EL1 virtual and physical timers
 /// enabled; system-register access for EL2 and EL1; `EOImode = 1`. Returns
 /// false if no redistributor matches this CPU.
 pub fn init_cpu() -> bool {
     let Some(rd) = my_frame() else { return false };
+    if let Some(f) = MY_FRAME.get(crate::cpu::this_cpu()) {
+        f.store(rd, Ordering::Relaxed);
+    }
     write32(rd + GICR_WAKER, read32(rd + GICR_WAKER) & !GICR_WAKER_PROCESSOR_SLEEP);
     while read32(rd + GICR_WAKER) & GICR_WAKER_CHILDREN_ASLEEP != 0 {
         core::hint::spin_loop();
@@ -135,7 +144,10 @@ pub fn init_cpu() -> bool {
     for i in 0..8 {
         write32(rd + GICR_IPRIORITYR + 4 * i, 0xa0a0_a0a0);
     }
-    write32(rd + GICR_ISENABLER0, (1 << KICK_SGI) | (1 << MAINTENANCE_INTID) | (1 << VTIMER_INTID));
+    write32(
+        rd + GICR_ISENABLER0,
+        (1 << KICK_SGI) | (1 << MAINTENANCE_INTID) | (1 << VTIMER_INTID) | (1 << PTIMER_INTID),
+    );
     ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
     sysreg_write!("S3_0_C4_C6_0", 0xffu64); // ICC_PMR_EL1: everything
@@ -167,6 +179,15 @@ pub fn set_spi_active(intid: u32, active: bool) {
     let i = intid as usize;
     let reg = if active { 0x300 } else { 0x380 };
     write32(GICD.load(Ordering::Relaxed) + reg + 4 * (i / 32), 1 << (i % 32));
+}
+
+/// Sets or clears the active state of PPI `intid` in this CPU's
+/// redistributor (`GICR_ISACTIVER0` / `GICR_ICACTIVER0`).
+pub fn set_ppi_active(intid: u32, active: bool) {
+    let rd = MY_FRAME.get(crate::cpu::this_cpu()).map_or(0, |f| f.load(Ordering::Relaxed));
+    if rd != 0 && intid < 32 {
+        write32(rd + if active { GICR_ISACTIVER0 } else { GICR_ICACTIVER0 }, 1 << intid);
+    }
 }
 
 /// Acknowledges the highest-priority pending interrupt (`ICC_IAR1_EL1`).

@@ -102,13 +102,17 @@ pub fn run_vcpu(pc: u64, x0: u64, vmpidr: u64, cntvoff: u64) -> ! {
             + HCR_EL2::RW::EL1IsAarch64,
     );
     VMPIDR_EL2.set(vmpidr | (1 << 31));
-    // The guest may read the physical counter and use the physical timer;
-    // its virtual counter runs from its domain's offset (one per domain, so
+    // The guest may read the physical counter and use the EL1 physical
+    // timer (passed through: its PPI is linked to the guest's like the
+    // virtual timer's; the hypervisor uses no EL1 timer). Its physical
+    // counter is the machine's (no CNTPOFF without FEAT_ECV), so CNTPCT,
+    // CNTP_CVAL and CNTP_TVAL agree with each other on every vCPU; its
+    // virtual counter runs from its domain's offset (one per domain, so
     // every vCPU's virtual counter agrees).
     CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCEN::SET + CNTHCTL_EL2::EL1PCTEN::SET);
     CNTVOFF_EL2.set(cntvoff);
-    // EL1 in a reset-like state: MMU and caches off, the virtual timer
-    // off (a vCPU started again after CPU_OFF must not find its old timer).
+    // EL1 in a reset-like state: MMU and caches off, both EL1 timers off
+    // (a vCPU started again after CPU_OFF must not find its old timers).
     El1Context::reset().restore();
 
     let cpu = crate::cpu::this_cpu();
@@ -184,6 +188,11 @@ pub struct El1Context {
     pub cntv_ctl: u64,
     /// CNTV_CVAL_EL0.
     pub cntv_cval: u64,
+    /// CNTP_CTL_EL0 (the EL1 physical timer, the guest's own: passed
+    /// through, the hypervisor uses only its EL2 timer).
+    pub cntp_ctl: u64,
+    /// CNTP_CVAL_EL0.
+    pub cntp_cval: u64,
     /// CSSELR_EL1.
     pub csselr: u64,
 }
@@ -194,7 +203,7 @@ const SCTLR_EL1_RES1: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 <
 
 impl El1Context {
     /// The state a vCPU starts in (PSCI `CPU_ON`, or dom0's first vCPU):
-    /// MMU and caches off, no translation tables, the virtual timer off,
+    /// MMU and caches off, no translation tables, both EL1 timers off,
     /// FP/SIMD not trapped at EL1.
     pub fn reset() -> Self {
         Self { sctlr: SCTLR_EL1_RES1, cpacr: 3 << 20, ..Self::default() }
@@ -227,6 +236,8 @@ impl El1Context {
             cntkctl: CNTKCTL_EL1.get(),
             cntv_ctl: CNTV_CTL_EL0.get(),
             cntv_cval: CNTV_CVAL_EL0.get(),
+            cntp_ctl: CNTP_CTL_EL0.get(),
+            cntp_cval: CNTP_CVAL_EL0.get(),
             csselr: CSSELR_EL1.get(),
         }
     }
@@ -258,9 +269,35 @@ impl El1Context {
         CNTKCTL_EL1.set(self.cntkctl);
         CNTV_CVAL_EL0.set(self.cntv_cval);
         CNTV_CTL_EL0.set(self.cntv_ctl);
+        CNTP_CVAL_EL0.set(self.cntp_cval);
+        CNTP_CTL_EL0.set(self.cntp_ctl);
         CSSELR_EL1.set(self.csselr);
         barrier::isb(barrier::SY);
     }
+}
+
+/// The output of a generic timer from its `CTL` register: high while it
+/// is enabled, its condition is met (`ISTATUS`) and it is not masked.
+pub fn timer_output(ctl: u64) -> bool {
+    const ENABLE: u64 = 1 << 0;
+    const IMASK: u64 = 1 << 1;
+    const ISTATUS: u64 = 1 << 2;
+    ctl & (ENABLE | IMASK | ISTATUS) == ENABLE | ISTATUS
+}
+
+/// The interrupt outputs of the EL1 virtual and physical timers of the
+/// vCPU this CPU runs (read from EL2: with `HCR_EL2.E2H` = 0 these are
+/// the guest's EL1 timers), as (virtual, physical).
+pub fn timer_outputs() -> (bool, bool) {
+    (timer_output(CNTV_CTL_EL0.get()), timer_output(CNTP_CTL_EL0.get()))
+}
+
+/// Turns this CPU's EL1 virtual and physical timers off (a vCPU that
+/// stopped: its CPU must not keep taking their interrupts while idle).
+pub fn stop_timers() {
+    CNTV_CTL_EL0.set(0);
+    CNTP_CTL_EL0.set(0);
+    barrier::isb(barrier::SY);
 }
 
 /// HPFAR_EL2: the faulting IPA's page of the last stage-2 abort.
