@@ -188,11 +188,22 @@ pub enum DomainError {
     /// Dom0's device tree could not be made.
     DeviceTree(alloc::string::String),
     /// The kernel, ramdisk and device tree do not fit the domain's RAM.
-    KernelTooLarge {
-        /// Bytes needed (text offset + image size + ramdisk + 2 MiB).
-        need: u64,
-        /// RAM size.
-        have: u64,
+    Placement(crate::bootcheck::PlaceError),
+    /// The kernel module is not an arm64 Image.
+    Kernel {
+        /// The module.
+        module: Region,
+        /// What is wrong with it.
+        error: crate::bootcheck::KernelError,
+    },
+    /// No free block of RAM as large as `dom0_mem=`.
+    OutOfMemory {
+        /// Bytes asked for.
+        mem: u64,
+        /// The largest free block, in bytes.
+        largest: u64,
+        /// Free memory in all, in bytes.
+        free: u64,
     },
 }
 
@@ -207,9 +218,16 @@ impl fmt::Display for DomainError {
             DomainError::Create(e) => write!(f, "stage-2 tables: {e:?}"),
             DomainError::Geometry(e) => write!(f, "stage-2 geometry: {e:?}"),
             DomainError::DeviceTree(e) => write!(f, "its device tree: {e}"),
-            DomainError::KernelTooLarge { need, have } => {
-                write!(f, "kernel, ramdisk and device tree need {need:#x} bytes, the domain has {have:#x} (dom0_mem=)")
-            }
+            DomainError::Placement(e) => write!(f, "{e}"),
+            DomainError::Kernel { module, error } => write!(f, "kernel module at {module} refused: {error}"),
+            DomainError::OutOfMemory { mem, largest, free } => write!(
+                f,
+                "dom0_mem={} MiB: no free block of RAM that large (largest free block {} MiB, {} MiB free in all); \
+                 lower dom0_mem=",
+                mem >> 20,
+                largest >> 20,
+                free >> 20
+            ),
         }
     }
 }
@@ -324,18 +342,6 @@ pub fn run_pending(cpu: usize) {
     }
 }
 
-/// Where Linux wants a 2 MiB-aligned base plus `text_offset`; an image with
-/// no arm64 Image header is loaded at the base.
-fn image_layout(image: &[u8]) -> (u64, u64) {
-    let le64 = |o: usize| image.get(o..o + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
-    if image.get(0x38..0x3c) == Some(b"ARM\x64") {
-        let size = le64(16);
-        (le64(8), if size == 0 { image.len() as u64 } else { size })
-    } else {
-        (0, image.len() as u64)
-    }
-}
-
 /// Copies `bytes` to `pa` in a domain's RAM (through the direct map) and
 /// pushes them to memory: the guest starts with its MMU and caches off.
 fn copy_in(pa: u64, bytes: &[u8]) {
@@ -347,34 +353,37 @@ fn copy_in(pa: u64, bytes: &[u8]) {
 
 }
 
-/// A boot module's bytes.
-fn module(r: Region) -> &'static [u8] {
-    // SAFETY: boot modules are RAM the page allocator keeps claimed for
-    // good, mapped read/write by the direct map; nothing writes to them.
-    unsafe { core::slice::from_raw_parts((DIRECTMAP_VA + r.base) as *const u8, r.size as usize) }
+/// Gives the memory of boot modules already copied into a domain back to
+/// the page allocator (they were claimed to keep them safe until then).
+fn release_modules(modules: &[Option<Region>]) {
+    let mut frames = FRAMES.lock();
+    let Some(frames) = frames.as_mut() else { return };
+    for m in modules.iter().flatten() {
+        match frames.free_range(*m) {
+            Ok(pages) => info!("d0: boot module {m} copied: {} KiB back to the page allocator", pages * PAGE_SIZE >> 10),
+            Err(e) => warn!("d0: boot module {m} copied, but its memory could not be released: {e}"),
+        }
+    }
 }
 
-/// Dom0's memory: the kernel at `text_offset` from the (2 MiB aligned)
-/// base, the device tree in the last 2 MiB, the ramdisk right below it.
-/// Returns (entry, DTB address, ramdisk place).
-#[allow(clippy::result_large_err)]
-fn place(ram: Region, text_offset: u64, image_size: u64, ramdisk: Option<u64>) -> Result<(u64, u64, Option<Region>), DomainError> {
-    let entry = ram.base + text_offset;
-    let kernel_end = entry + image_size;
-    let dtb = ram.end() - DTB_MAX;
-    let initrd = ramdisk.map(|size| Region { base: (dtb - size) & !(PAGE_SIZE - 1), size });
-    let low = initrd.map_or(dtb, |r| r.base);
-    if kernel_end > low || dtb < ram.base || initrd.is_some_and(|r| r.size > dtb - ram.base) {
-        let need = text_offset + image_size + ramdisk.unwrap_or(0) + DTB_MAX;
-        return Err(DomainError::KernelTooLarge { need, have: ram.size });
-    }
-    Ok((entry, dtb, initrd))
+/// A boot module's bytes.
+fn module(r: Region) -> &'static [u8] {
+    // SAFETY: boot modules were checked to lie inside RAM, which the direct
+    // map maps; the page allocator keeps them claimed until they have been
+    // copied into dom0 (`release_modules`), and the slice is not used after.
+    unsafe { core::slice::from_raw_parts((DIRECTMAP_VA + r.base) as *const u8, r.size as usize) }
 }
 
 #[allow(clippy::result_large_err)]
 fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), DomainError> {
     let Dom0Spec { kernel, ramdisk, mem, gic, devices, make_dtb, uart, .. } = spec;
     let mem = mem.next_multiple_of(2 << 20);
+    // The kernel's format first: nothing is allocated or copied for a
+    // module that is not an arm64 Image.
+    let image = module(kernel);
+    let header = crate::bootcheck::parse_kernel(image, kernel.size)
+        .map_err(|error| DomainError::Kernel { module: kernel, error })?;
+    let (text_offset, image_size) = (header.text_offset, header.image_size);
     let base = {
         let mut frames = FRAMES.lock();
         let frames = frames.as_mut().ok_or(DomainError::NoAllocator)?;
@@ -383,18 +392,23 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
         let (pages, align) = (mem / PAGE_SIZE, (2 << 20) / PAGE_SIZE);
         match frames.alloc_below(PhysAddr::new(1 << 32), pages, align) {
             Ok(base) => base,
-            Err(_) => frames.alloc(pages, align).map_err(DomainError::Memory)?,
+            Err(_) => frames.alloc(pages, align).map_err(|_| DomainError::OutOfMemory {
+                mem,
+                largest: frames.largest_free().map_or(0, |f| f.region().size),
+                free: frames.free_pages() * PAGE_SIZE,
+            })?,
         }
     };
     let ram = Region { base: base.as_u64(), size: mem };
     info!("d0: {} MiB RAM at {} (1:1)", mem >> 20, ram);
-    let image = module(kernel);
-    let (text_offset, image_size) = image_layout(image);
-    let (entry, dtb_addr, initrd) = place(ram, text_offset, image_size.max(kernel.size), ramdisk.map(|r| r.size))?;
+    let p = crate::bootcheck::place(ram, text_offset, image_size, ramdisk.map(|r| r.size), DTB_MAX, PAGE_SIZE)
+        .map_err(DomainError::Placement)?;
+    let (entry, dtb_addr, initrd) = (p.entry, p.dtb, p.initrd);
     copy_in(entry, image);
     if let (Some(src), Some(dst)) = (ramdisk, initrd) {
         copy_in(dst.base, module(src));
     }
+    release_modules(&[Some(kernel), ramdisk]);
     let dtb = make_dtb(&Dom0Layout { ram, nvcpus, initrd }).map_err(DomainError::DeviceTree)?;
     if dtb.len() as u64 > DTB_MAX {
         return Err(DomainError::DeviceTree(alloc::format!("{} bytes, more than the 2 MiB Linux accepts", dtb.len())));

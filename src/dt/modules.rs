@@ -118,6 +118,30 @@ impl<'a> DeviceTree<'a> {
     }
 }
 
+impl<'a> DeviceTree<'a> {
+    /// The memory node (`device_type = "memory"`) whose `reg` holds a bank
+    /// starting at `base`, for error messages.
+    pub fn memory_node_at(&self, base: u64) -> Option<super::NodePath> {
+        let mut found = None;
+        self.walk(&mut |at| {
+            if at.ancestors().is_empty() {
+                return walk::Flow::Descend;
+            }
+            let is_mem = at.node().property("device_type").and_then(|p| walk::first_string(p.value)) == Some("memory");
+            let mut i = 0;
+            while is_mem && let Ok(Some(r)) = at.reg(i) {
+                if r.base == base {
+                    found = Some(at.path());
+                    return walk::Flow::Stop;
+                }
+                i += 1;
+            }
+            walk::Flow::Skip
+        });
+        found
+    }
+}
+
 /// Whether `node`'s only compatible is `multiboot,module`.
 fn is_plain(node: fdt::node::FdtNode<'_, '_>) -> bool {
     node.property("compatible").is_some_and(|p| p.value.split(|&b| b == 0).filter(|s| !s.is_empty()).count() == 1)
