@@ -408,7 +408,6 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
     if let (Some(src), Some(dst)) = (ramdisk, initrd) {
         copy_in(dst.base, module(src));
     }
-    release_modules(&[Some(kernel), ramdisk]);
     let dtb = make_dtb(&Dom0Layout { ram, nvcpus, initrd }).map_err(DomainError::DeviceTree)?;
     if dtb.len() as u64 > DTB_MAX {
         return Err(DomainError::DeviceTree(alloc::format!("{} bytes, more than the 2 MiB Linux accepts", dtb.len())));
@@ -426,6 +425,8 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
         (Some(src), Some(dst)) => info!("d0: ramdisk module {src} copied to {dst}"),
         _ => info!("d0: no ramdisk"),
     }
+    // Copied: the modules' memory is free for the hypervisor again.
+    release_modules(&[Some(kernel), ramdisk]);
     info!("d0: device tree ({} bytes) at {dtb_addr:#x}", dtb.len());
     // GICv2 delivery: the guest's CPU interface is the hardware GICV,
     // mapped where the guest's device tree puts GICC (two 4 KiB pages).
