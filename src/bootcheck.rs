@@ -146,8 +146,6 @@ pub const IMAGE_HEADER_SIZE: usize = 64;
 const ARM64_MAGIC: &[u8; 4] = b"ARM\x64";
 /// The ARMv7 zImage magic (`0x016f2818`, little endian) at offset 0x24.
 const ZIMAGE_MAGIC: u32 = 0x016f_2818;
-/// The first instruction of an EFI-stub Image (`add x13, x18, #0x16`: "MZ").
-const EFI_CODE0: u32 = 0x9100_5a4d;
 
 /// What the arm64 `Image` header of dom0's kernel says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,11 +249,10 @@ pub fn parse_kernel(bytes: &[u8], size: u64) -> Result<Arm64Image, KernelError> 
     if image_size != 0 && flags & 1 != 0 {
         return Err(KernelError::BigEndian);
     }
-    // The entry is offset 0: `b stext`, or (EFI stub) "MZ" then `b stext`.
-    let (at, insn) = match le32(0) {
-        Some(EFI_CODE0) => (4, le32(4).unwrap_or(0)),
-        other => (0, other.unwrap_or(0)),
-    };
+    // The entry is offset 0: `b stext`, or (EFI stub) an instruction
+    // whose first bytes are "MZ" (`add x13, x18, #0x16`, or `ccmp` in
+    // newer kernels), then `b primary_entry`.
+    let (at, insn) = if bytes.starts_with(b"MZ") { (4, le32(4).unwrap_or(0)) } else { (0, le32(0).unwrap_or(0)) };
     if insn >> 26 == 0b000101 {
         // B imm26: a signed word offset from the instruction.
         let imm = i64::from(((insn & 0x03ff_ffff) << 6) as i32 >> 6) * 4;

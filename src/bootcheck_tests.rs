@@ -109,6 +109,12 @@ fn an_arm64_image_is_read() {
     b[0..4].copy_from_slice(&0x9100_5a4du32.to_le_bytes());
     b[4..8].copy_from_slice(&0x1400_0100u32.to_le_bytes()); // b +0x400
     assert!(parse_kernel(&b, 0x1000).is_ok());
+    // Newer kernels: `ccmp x18, #0, #0xd, pl` ("MZ" too); a branch past the
+    // end after it is refused.
+    b[0..4].copy_from_slice(&0xfa40_5a4du32.to_le_bytes());
+    assert!(parse_kernel(&b, 0x1000).is_ok());
+    b[4..8].copy_from_slice(&0x1400_0800u32.to_le_bytes()); // b +0x2000
+    assert_eq!(parse_kernel(&b, 0x1000), Err(KernelError::EntryOutside { target: 0x2004, size: 0x1000 }));
 }
 
 #[test]
