@@ -425,6 +425,30 @@ fn a_dtb_running_past_the_end_of_ram() {
     );
 }
 
+/// A boot CPU that `/cpus` leaves out is said, and counted: the count of
+/// CPUs online never includes a CPU that did not start. Two cases on 2
+/// CPUs: `cpu@0` removed (2 of 2 online), and `cpu@0` moved to an MPIDR
+/// that does not exist (its CPU_ON fails: 2 of 3).
+#[test]
+fn a_boot_cpu_missing_from_cpus() {
+    let two = || Qemu::aarch64().gic(3).smp(2).memory("1G");
+    let mut s = setup("boot-cpu-missing", &two());
+    s.put(&["-r", "/cpus/cpu@0"]);
+    let q = qemu_for(&s, two());
+    let missing = "WARN  CPUs: the boot CPU (MPIDR 0x0) is not in /cpus: the device tree does not describe the CPU Armature runs on; counted as CPU 0";
+    run("bad-input-boot-cpu-missing", &q, &[missing, "CPUs online: 2 of 2 (mask 0x3)", "Powering off via PSCI SYSTEM_OFF"], End::Clean);
+
+    let mut s = setup("boot-cpu-moved", &two());
+    s.put(&["-t", "x", "/cpus/cpu@0", "reg", "7"]);
+    let q = qemu_for(&s, two());
+    run(
+        "bad-input-boot-cpu-moved",
+        &q,
+        &[missing, "MPIDR 0x7): PSCI CPU_ON via SMC failed", "CPUs online: 2 of 3 (mask 0x5)", "Powering off via PSCI SYSTEM_OFF"],
+        End::Clean,
+    );
+}
+
 /// `on_fatal=halt` keeps the machine as it is (QEMU keeps running);
 /// `on_fatal=reset:1` resets it a second later (QEMU's `-no-reboot` makes
 /// that an exit).
