@@ -342,6 +342,40 @@ pub fn place(
     Ok(Dom0Placement { entry, dtb, initrd })
 }
 
+/// In which order dom0's kernel and ramdisk are copied when its RAM may
+/// cover the modules themselves (their memory given back to make room for
+/// `dom0_mem=`): a copy must not overwrite the other module before that one
+/// is copied. `kernel` and `ramdisk` are (source, destination) pairs.
+/// `Ok(true)`: the ramdisk first; `Ok(false)`: the kernel first; `Err`:
+/// each destination lies over the other's source.
+pub fn ramdisk_first(kernel: (Region, Region), ramdisk: Option<(Region, Region)>) -> Result<bool, CopyConflict> {
+    let Some(rd) = ramdisk else { return Ok(false) };
+    match (overlaps(kernel.1, rd.0), overlaps(rd.1, kernel.0)) {
+        (true, true) => Err(CopyConflict { kernel, ramdisk: rd }),
+        (kernel_over_ramdisk, _) => Ok(kernel_over_ramdisk),
+    }
+}
+
+/// Dom0's kernel and ramdisk would each be copied over the other's module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyConflict {
+    /// The kernel module and where it goes.
+    pub kernel: (Region, Region),
+    /// The ramdisk module and where it goes.
+    pub ramdisk: (Region, Region),
+}
+
+impl fmt::Display for CopyConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the kernel module {} goes to {}, over the ramdisk module {}, which goes to {}, over the kernel \
+             module: load the modules elsewhere or lower dom0_mem=",
+            self.kernel.0, self.kernel.1, self.ramdisk.0, self.ramdisk.1
+        )
+    }
+}
+
 /// What the machine does after a fatal error (`on_fatal=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnFatal {

@@ -190,3 +190,21 @@ fn on_fatal_values() {
         assert_eq!(OnFatal::decode(a.encode()), a);
     }
 }
+
+#[test]
+fn copy_order_never_overwrites_an_uncopied_module() {
+    let r = |base: u64, size: u64| Region { base, size };
+    let k = (r(0x4a00_0000, 0x1000), r(0x6000_0000, 0x1000));
+    // Apart: the kernel first.
+    assert_eq!(ramdisk_first(k, Some((r(0x4c00_0000, 0x1000), r(0x7000_0000, 0x1000)))), Ok(false));
+    assert_eq!(ramdisk_first(k, None), Ok(false));
+    // The kernel's destination over the ramdisk: the ramdisk first.
+    assert_eq!(ramdisk_first(k, Some((r(0x6000_0800, 0x1000), r(0x7000_0000, 0x1000)))), Ok(true));
+    // The ramdisk's destination over the kernel: the kernel first.
+    assert_eq!(ramdisk_first(k, Some((r(0x4c00_0000, 0x1000), r(0x4a00_0000, 0x1000)))), Ok(false));
+    // Both: refused, with dom0_mem= named.
+    let rd = (r(0x6000_0000, 0x1000), r(0x4a00_0000, 0x1000));
+    let e = ramdisk_first(k, Some(rd)).unwrap_err();
+    assert_eq!(e, CopyConflict { kernel: k, ramdisk: rd });
+    assert!(alloc::format!("{e}").contains("dom0_mem="));
+}

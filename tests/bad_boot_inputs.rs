@@ -288,6 +288,25 @@ const CASES: &[Case] = &[
         end: End::Fatal,
     },
     Case {
+        // 800 MiB fit only if the 64 MiB ramdisk's memory (in the middle
+        // of RAM) is given back: dom0's RAM then covers the module, copied
+        // from there to its own place.
+        name: "dom0-mem-over-module-memory",
+        make: |s| {
+            let rd = s.file("ramdisk.bin", &vec![0xa5; 64 << 20], 0x5000_0000);
+            s.module(0x5000_0000, rd, &["multiboot,ramdisk"]);
+            s.guest().bootargs("dom0_mem=800M");
+        },
+        expect: &[
+            "d0: 800 MiB fit only with the boot modules' memory: their copies are ordered",
+            "d0: 800 MiB RAM at 0x",
+            "ramdisk module 0x000050000000-0x000053ffffff copied to",
+            "d0v0: basic guest: hello from EL1",
+            "d0: PSCI SYSTEM_OFF from the hardware domain: powering off",
+        ],
+        end: End::Clean,
+    },
+    Case {
         name: "ramdisk-only",
         make: |s| {
             s.module(RAMDISK, 0x1000, &["multiboot,ramdisk"]);

@@ -196,6 +196,9 @@ pub enum DomainError {
         /// What is wrong with it.
         error: crate::bootcheck::KernelError,
     },
+    /// Dom0's kernel and ramdisk cannot be copied without one overwriting
+    /// the other's module.
+    CopyOrder(crate::bootcheck::CopyConflict),
     /// No free block of RAM as large as `dom0_mem=`.
     OutOfMemory {
         /// Bytes asked for.
@@ -219,6 +222,7 @@ impl fmt::Display for DomainError {
             DomainError::Geometry(e) => write!(f, "stage-2 geometry: {e:?}"),
             DomainError::DeviceTree(e) => write!(f, "its device tree: {e}"),
             DomainError::Placement(e) => write!(f, "{e}"),
+            DomainError::CopyOrder(e) => write!(f, "{e}"),
             DomainError::Kernel { module, error } => write!(f, "kernel module at {module} refused: {error}"),
             DomainError::OutOfMemory { mem, largest, free } => write!(
                 f,
@@ -347,8 +351,11 @@ pub fn run_pending(cpu: usize) {
 fn copy_in(pa: u64, bytes: &[u8]) {
     let dst = (DIRECTMAP_VA + pa) as *mut u8;
     // SAFETY: callers pass a range inside a domain's RAM, freshly allocated
-    // for it, mapped by the direct map, and not aliased by `bytes`.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
+    // for it and mapped by the direct map. `bytes` may be a boot module the
+    // domain's RAM covers (its memory given back for `dom0_mem=`): `copy`
+    // allows the overlap, and the caller orders the copies so that no
+    // module is overwritten before it is copied.
+    unsafe { core::ptr::copy(bytes.as_ptr(), dst, bytes.len()) };
     crate::arch::clean_dcache_range(dst as usize, bytes.len());
 
 }
@@ -384,19 +391,34 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
     let header = crate::bootcheck::parse_kernel(image, kernel.size)
         .map_err(|error| DomainError::Kernel { module: kernel, error })?;
     let (text_offset, image_size) = (header.text_offset, header.image_size);
+    let mut modules_released = false;
     let base = {
         let mut frames = FRAMES.lock();
         let frames = frames.as_mut().ok_or(DomainError::NoAllocator)?;
         // Below 4 GiB if it fits (32-bit DMA masters, as on Juno's low
         // bank), else anywhere.
         let (pages, align) = (mem / PAGE_SIZE, (2 << 20) / PAGE_SIZE);
-        match frames.alloc_below(PhysAddr::new(1 << 32), pages, align) {
+        let alloc = |frames: &mut crate::mm::frames::FrameAllocator<'static>| {
+            frames.alloc_below(PhysAddr::new(1 << 32), pages, align).or_else(|_| frames.alloc(pages, align))
+        };
+        match alloc(frames) {
             Ok(base) => base,
-            Err(_) => frames.alloc(pages, align).map_err(|_| DomainError::OutOfMemory {
-                mem,
-                largest: frames.largest_free().map_or(0, |f| f.region().size),
-                free: frames.free_pages() * PAGE_SIZE,
-            })?,
+            Err(_) => {
+                // The modules' own memory counts: give it back, and copy
+                // them in an order that reads each before it is overwritten.
+                let oom = |frames: &crate::mm::frames::FrameAllocator<'static>| DomainError::OutOfMemory {
+                    mem,
+                    largest: frames.largest_free().map_or(0, |f| f.region().size),
+                    free: frames.free_pages() * PAGE_SIZE,
+                };
+                for m in [Some(kernel), ramdisk].into_iter().flatten() {
+                    frames.free_range(m).map_err(|_| oom(frames))?;
+                }
+                modules_released = true;
+                let base = alloc(frames).map_err(|_| oom(frames))?;
+                info!("d0: {} MiB fit only with the boot modules' memory: their copies are ordered", mem >> 20);
+                base
+            }
         }
     };
     let ram = Region { base: base.as_u64(), size: mem };
@@ -404,9 +426,21 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
     let p = crate::bootcheck::place(ram, text_offset, image_size, ramdisk.map(|r| r.size), DTB_MAX, PAGE_SIZE)
         .map_err(DomainError::Placement)?;
     let (entry, dtb_addr, initrd) = (p.entry, p.dtb, p.initrd);
+    let kernel_copy = (kernel, Region { base: entry, size: kernel.size });
+    let ramdisk_copy = ramdisk.zip(initrd);
+    let ramdisk_first =
+        crate::bootcheck::ramdisk_first(kernel_copy, ramdisk_copy).map_err(DomainError::CopyOrder)?;
+    let copy_ramdisk = || {
+        if let Some((src, dst)) = ramdisk_copy {
+            copy_in(dst.base, module(src));
+        }
+    };
+    if ramdisk_first {
+        copy_ramdisk();
+    }
     copy_in(entry, image);
-    if let (Some(src), Some(dst)) = (ramdisk, initrd) {
-        copy_in(dst.base, module(src));
+    if !ramdisk_first {
+        copy_ramdisk();
     }
     let dtb = make_dtb(&Dom0Layout { ram, nvcpus, initrd }).map_err(DomainError::DeviceTree)?;
     if dtb.len() as u64 > DTB_MAX {
@@ -426,7 +460,9 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
         _ => info!("d0: no ramdisk"),
     }
     // Copied: the modules' memory is free for the hypervisor again.
-    release_modules(&[Some(kernel), ramdisk]);
+    if !modules_released {
+        release_modules(&[Some(kernel), ramdisk]);
+    }
     info!("d0: device tree ({} bytes) at {dtb_addr:#x}", dtb.len());
     // GICv2 delivery: the guest's CPU interface is the hardware GICV,
     // mapped where the guest's device tree puts GICC (two 4 KiB pages).
