@@ -227,9 +227,8 @@ pub fn parse_kernel(bytes: &[u8], size: u64) -> Result<Arm64Image, KernelError> 
         return Err(KernelError::Gzip);
     }
     let le32 = |o: usize| bytes.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let le64 = |o: usize| {
-        bytes.get(o..o + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-    };
+    let le64 =
+        |o: usize| bytes.get(o..o + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
     if le32(0x24) == Some(ZIMAGE_MAGIC) {
         return Err(KernelError::Zimage);
     }

@@ -171,7 +171,9 @@ const CASES: &[Case] = &[
             s.guest().module(KERNEL + 0x100, 0x100, &["multiboot,ramdisk"]);
         },
         // `fdtput -c` puts a new node first: the ramdisk comes first in the tree.
-        expect: &["FATAL: boot modules overlap: /chosen/module@4a000100 (ramdisk) at 0x00004a000100-0x00004a0001ff and /chosen/module@4a000000 (kernel) at 0x00004a000000-"],
+        expect: &[
+            "FATAL: boot modules overlap: /chosen/module@4a000100 (ramdisk) at 0x00004a000100-0x00004a0001ff and /chosen/module@4a000000 (kernel) at 0x00004a000000-",
+        ],
         end: End::Fatal,
     },
     Case {
@@ -179,7 +181,9 @@ const CASES: &[Case] = &[
         make: |s| {
             s.guest().module(QEMU_DTB + 0x1000, 0x1000, &["multiboot,ramdisk"]);
         },
-        expect: &["FATAL: boot module /chosen/module@48001000 (ramdisk) at 0x000048001000-0x000048001fff overlaps the device tree at 0x000048000000-"],
+        expect: &[
+            "FATAL: boot module /chosen/module@48001000 (ramdisk) at 0x000048001000-0x000048001fff overlaps the device tree at 0x000048000000-",
+        ],
         end: End::Fatal,
     },
     Case {
@@ -187,7 +191,9 @@ const CASES: &[Case] = &[
         make: |s| {
             s.module(HV_LOAD, 0x10000, &["multiboot,kernel"]);
         },
-        expect: &["FATAL: boot module /chosen/module@40200000 (kernel) at 0x000040200000-0x00004020ffff overlaps the hypervisor's load region at 0x000040200000-"],
+        expect: &[
+            "FATAL: boot module /chosen/module@40200000 (kernel) at 0x000040200000-0x00004020ffff overlaps the hypervisor's load region at 0x000040200000-",
+        ],
         end: End::Fatal,
     },
     Case {
@@ -196,7 +202,9 @@ const CASES: &[Case] = &[
             s.module(KERNEL, 0x1000, &["multiboot,kernel"]);
             s.put(&["-t", "x", "/chosen", "#address-cells", "1"]).put(&["-t", "x", "/chosen", "#size-cells", "1"]);
         },
-        expect: &["FATAL: boot modules: /chosen/module@4a000000: reg has 16 bytes, 2 entries with /chosen's #address-cells = <1> and #size-cells = <1>; a boot module has exactly one"],
+        expect: &[
+            "FATAL: boot modules: /chosen/module@4a000000: reg has 16 bytes, 2 entries with /chosen's #address-cells = <1> and #size-cells = <1>; a boot module has exactly one",
+        ],
         end: End::Fatal,
     },
     Case {
@@ -206,7 +214,9 @@ const CASES: &[Case] = &[
                 s.module(0x5000_0000 + i * 0x10_0000, 0x1000, &["multiboot,ramdisk"]);
             }
         },
-        expect: &["FATAL: boot modules: /chosen has 17 boot modules, more than the 16 Armature keeps clear of: refusing"],
+        expect: &[
+            "FATAL: boot modules: /chosen has 17 boot modules, more than the 16 Armature keeps clear of: refusing",
+        ],
         end: End::Fatal,
     },
     Case {
@@ -217,7 +227,9 @@ const CASES: &[Case] = &[
             s.put(&["-c", "/ram@80000000"]).put(&["-t", "s", "/ram@80000000", "device_type", "memory"]);
             s.put(&["-t", "x", "/ram@80000000", "reg", &ah, &al, &sh, &sl]);
         },
-        expect: &["FATAL: /ram@80000000: reg says RAM at 0x000080000000-0x0000bfffffff (1024 MiB), but nothing answers at 0x80000000"],
+        expect: &[
+            "FATAL: /ram@80000000: reg says RAM at 0x000080000000-0x0000bfffffff (1024 MiB), but nothing answers at 0x80000000",
+        ],
         end: End::Fatal,
     },
     Case {
@@ -226,7 +238,10 @@ const CASES: &[Case] = &[
             let b: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8 | 1).collect();
             s.kernel_bytes(&b);
         },
-        expect: &["FATAL: dom0: kernel module at 0x00004a000000-0x00004a001fff refused: no arm64 Image magic", "not an arm64 Image"],
+        expect: &[
+            "FATAL: dom0: kernel module at 0x00004a000000-0x00004a001fff refused: no arm64 Image magic",
+            "not an arm64 Image",
+        ],
         end: End::Fatal,
     },
     Case {
@@ -260,7 +275,10 @@ const CASES: &[Case] = &[
             let g = guest_bytes();
             s.kernel_bytes(&g[..64]);
         },
-        expect: &["refused: its first instruction branches to offset 0x", "outside the module (0x40 bytes): an Image header without its code?"],
+        expect: &[
+            "refused: its first instruction branches to offset 0x",
+            "outside the module (0x40 bytes): an Image header without its code?",
+        ],
         end: End::Fatal,
     },
     Case {
@@ -268,7 +286,11 @@ const CASES: &[Case] = &[
         make: |s| {
             s.kernel_bytes(&guest_with(8, 0xffff_ffff_ffff_0000));
         },
-        expect: &["FATAL: dom0: the kernel (text_offset 0xffffffffffff0000", "need more than the 64-bit address space; dom0 has 512 MiB at", "(dom0_mem=)"],
+        expect: &[
+            "FATAL: dom0: the kernel (text_offset 0xffffffffffff0000",
+            "need more than the 64-bit address space; dom0 has 512 MiB at",
+            "(dom0_mem=)",
+        ],
         end: End::Fatal,
     },
     Case {
@@ -276,7 +298,10 @@ const CASES: &[Case] = &[
         make: |s| {
             s.kernel_bytes(&guest_with(16, 0x4000_0000));
         },
-        expect: &["FATAL: dom0: the kernel (text_offset 0x0, image_size 0x40000000)", "need 0x40200000 bytes (1026 MiB); dom0 has 512 MiB"],
+        expect: &[
+            "FATAL: dom0: the kernel (text_offset 0x0, image_size 0x40000000)",
+            "need 0x40200000 bytes (1026 MiB); dom0 has 512 MiB",
+        ],
         end: End::Fatal,
     },
     Case {
@@ -284,7 +309,10 @@ const CASES: &[Case] = &[
         make: |s| {
             s.guest().bootargs("dom0_mem=2000M");
         },
-        expect: &["FATAL: dom0: dom0_mem=2000 MiB: no free block of RAM that large (largest free block", "lower dom0_mem="],
+        expect: &[
+            "FATAL: dom0: dom0_mem=2000 MiB: no free block of RAM that large (largest free block",
+            "lower dom0_mem=",
+        ],
         end: End::Fatal,
     },
     Case {
@@ -455,7 +483,12 @@ fn a_boot_cpu_missing_from_cpus() {
     s.put(&["-r", "/cpus/cpu@0"]);
     let q = qemu_for(&s, two());
     let missing = "WARN  CPUs: the boot CPU (MPIDR 0x0) is not in /cpus: the device tree does not describe the CPU Armature runs on; counted as CPU 0";
-    run("bad-input-boot-cpu-missing", &q, &[missing, "CPUs online: 2 of 2 (mask 0x3)", "Powering off via PSCI SYSTEM_OFF"], End::Clean);
+    run(
+        "bad-input-boot-cpu-missing",
+        &q,
+        &[missing, "CPUs online: 2 of 2 (mask 0x3)", "Powering off via PSCI SYSTEM_OFF"],
+        End::Clean,
+    );
 
     let mut s = setup("boot-cpu-moved", &two());
     s.put(&["-t", "x", "/cpus/cpu@0", "reg", "7"]);
@@ -463,7 +496,12 @@ fn a_boot_cpu_missing_from_cpus() {
     run(
         "bad-input-boot-cpu-moved",
         &q,
-        &[missing, "MPIDR 0x7): PSCI CPU_ON via SMC failed", "CPUs online: 2 of 3 (mask 0x5)", "Powering off via PSCI SYSTEM_OFF"],
+        &[
+            missing,
+            "MPIDR 0x7): PSCI CPU_ON via SMC failed",
+            "CPUs online: 2 of 3 (mask 0x5)",
+            "Powering off via PSCI SYSTEM_OFF",
+        ],
         End::Clean,
     );
 }
@@ -497,6 +535,9 @@ fn on_fatal_halt_and_reset() {
         .timeout(QUICK);
     let o = common::boot("bad-input-on-fatal-reset", &q, &e);
     let t = o.time_to("Armature cannot continue: resetting in 1 s (on_fatal=reset:1).").expect("the reset line");
-    assert!(o.elapsed >= t + Duration::from_millis(900), "reset came before the second was up: {:?} vs {t:?}", o.elapsed);
+    assert!(
+        o.elapsed >= t + Duration::from_millis(900),
+        "reset came before the second was up: {:?} vs {t:?}",
+        o.elapsed
+    );
 }
-

@@ -57,7 +57,9 @@ pub fn stop() -> ! {
             arch::halt();
         }
         OnFatal::PowerOff => {
-            error!("Armature cannot continue: powering off (on_fatal=poweroff, the default; on_fatal=halt keeps the machine).");
+            error!(
+                "Armature cannot continue: powering off (on_fatal=poweroff, the default; on_fatal=halt keeps the machine)."
+            );
             firmware(psci::fid::SYSTEM_OFF)
         }
         OnFatal::Reset(secs) => {

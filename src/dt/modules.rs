@@ -74,6 +74,7 @@ impl From<DtError> for ModulesError<'_> {
 
 impl<'a> DeviceTree<'a> {
     /// Every enabled `multiboot,module` child of `/chosen`, with its role.
+    #[allow(clippy::result_large_err)]
     pub fn chosen_modules(&self) -> Result<ChosenModules<'a>, ModulesError<'a>> {
         const NONE: Module<'static> =
             Module { name: "", region: super::Region { base: 0, size: 0 }, role: Role::Other };
@@ -200,8 +201,14 @@ mod tests {
     /// second the ramdisk, later ones nothing.
     #[test]
     fn plain_modules_are_kernel_then_ramdisk() {
-        let blob = tree(2, &[(PLAIN, &[0, 0x4a00_0000, 0, 1]), (PLAIN, &[0, 0x4b00_0000, 0, 1]), (PLAIN, &[0, 0x4c00_0000, 0, 1])]);
-        assert_eq!(roles(&blob), [(Role::Kernel, 0x4a00_0000), (Role::Ramdisk, 0x4b00_0000), (Role::Other, 0x4c00_0000)]);
+        let blob = tree(
+            2,
+            &[(PLAIN, &[0, 0x4a00_0000, 0, 1]), (PLAIN, &[0, 0x4b00_0000, 0, 1]), (PLAIN, &[0, 0x4c00_0000, 0, 1])],
+        );
+        assert_eq!(
+            roles(&blob),
+            [(Role::Kernel, 0x4a00_0000), (Role::Ramdisk, 0x4b00_0000), (Role::Other, 0x4c00_0000)]
+        );
         let d = DeviceTree::new(&blob).unwrap().dom0_modules().unwrap().unwrap();
         assert_eq!((d.kernel.base, d.ramdisk.map(|r| r.base)), (0x4a00_0000, Some(0x4b00_0000)));
         // A ramdisk alone: no kernel, so no dom0 modules.
@@ -218,7 +225,10 @@ mod tests {
         let e = dt.chosen_modules().unwrap_err();
         assert_eq!(e, ModulesError::Entries { name: "module@0", len: 24, cells: (1, 2) });
         let text = alloc::format!("{e}");
-        assert!(text.contains("/chosen/module@0: reg has 24 bytes, 2 entries") && text.contains("#address-cells = <1>"), "{text}");
+        assert!(
+            text.contains("/chosen/module@0: reg has 24 bytes, 2 entries") && text.contains("#address-cells = <1>"),
+            "{text}"
+        );
         // Not a whole number of entries: the DT reader's own error.
         let blob = tree(1, &[(K, &[0, 0x4a00_0000, 0, 0x1000])]);
         assert!(matches!(DeviceTree::new(&blob).unwrap().chosen_modules(), Err(ModulesError::Dt(_))));

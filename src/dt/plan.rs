@@ -308,6 +308,7 @@ impl<'a> DeviceTree<'a> {
     /// `/chosen/armature,dom0-bootargs`, else `/chosen/xen,dom0-bootargs`,
     /// else the kernel module's `bootargs`. `None` when there is no kernel
     /// module.
+    #[allow(clippy::result_large_err)]
     pub fn dom0_modules(&self) -> Result<Option<Dom0Modules<'a>>, super::ModulesError<'a>> {
         let Some(at) = self.locate("/chosen") else { return Ok(None) };
         let modules = self.chosen_modules()?;
