@@ -164,8 +164,11 @@ pub enum KernelError {
     Empty,
     /// Only zeros in its first bytes.
     Zeros,
-    /// gzip data (`1f 8b`): a compressed `Image.gz`.
+    /// gzip data (`1f 8b`): a compressed `Image.gz` (decompressed by the
+    /// caller first; this error is for gzip inside gzip).
     Gzip,
+    /// gzip data that cannot be decompressed.
+    BadGzip(GzipError),
     /// An ARMv7 (32-bit) zImage.
     Zimage,
     /// Shorter than the 64-byte header.
@@ -189,11 +192,8 @@ impl fmt::Display for KernelError {
         match self {
             KernelError::Empty => write!(f, "the module is empty (size 0)"),
             KernelError::Zeros => write!(f, "its first bytes are all zeros: not an arm64 Image"),
-            KernelError::Gzip => write!(
-                f,
-                "it is gzip-compressed (an Image.gz): Armature does not decompress kernels; give it the \
-                 uncompressed arm64 Image (gunzip it first)"
-            ),
+            KernelError::Gzip => write!(f, "it is gzip-compressed twice (an Image.gz.gz?)"),
+            KernelError::BadGzip(e) => write!(f, "it is gzip-compressed (an Image.gz), but {e}"),
             KernelError::Zimage => {
                 write!(f, "it is an ARMv7 (32-bit) zImage: dom0 on AArch64 needs an arm64 Image")
             }
@@ -263,6 +263,131 @@ pub fn parse_kernel(bytes: &[u8], size: u64) -> Result<Arm64Image, KernelError> 
     // Before Linux 3.17 `image_size` was 0 (and text_offset 0x80000).
     let image_size = if image_size == 0 { size } else { image_size.max(size) };
     Ok(Arm64Image { text_offset, image_size })
+}
+
+/// Whether a kernel module is gzip data (`1f 8b`, deflate).
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b, 8])
+}
+
+/// Why gzip data cannot be decompressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GzipError {
+    /// The header is cut short or uses reserved flags.
+    Header,
+    /// The deflate data is corrupt (or cut short).
+    Data,
+    /// The output is not as long as the trailer says (`have`, `want`).
+    Length {
+        /// Bytes decompressed.
+        have: u64,
+        /// `ISIZE` of the trailer.
+        want: u64,
+    },
+    /// The CRC-32 of the output is not the trailer's.
+    Crc,
+}
+
+impl fmt::Display for GzipError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GzipError::Header => write!(f, "its gzip header is cut short or has reserved flags"),
+            GzipError::Data => write!(f, "its gzip data is corrupt or cut short"),
+            GzipError::Length { have, want } => {
+                write!(f, "it decompresses to {have:#x} bytes, its gzip trailer says {want:#x}")
+            }
+            GzipError::Crc => write!(f, "its decompressed data fails the gzip CRC-32 check"),
+        }
+    }
+}
+
+/// A gzip member: where its deflate data is, and its trailer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gzip {
+    /// Offset of the deflate data.
+    pub data: usize,
+    /// Uncompressed size (`ISIZE`, modulo 4 GiB).
+    pub size: u32,
+    /// CRC-32 of the uncompressed data.
+    pub crc: u32,
+}
+
+/// Reads a gzip member's header (RFC 1952) and trailer.
+pub fn gzip_header(b: &[u8]) -> Result<Gzip, GzipError> {
+    const FHCRC: u8 = 2;
+    const FEXTRA: u8 = 4;
+    const FNAME: u8 = 8;
+    const FCOMMENT: u8 = 16;
+    if !is_gzip(b) || b.len() < 18 {
+        return Err(GzipError::Header);
+    }
+    let flags = b[3];
+    if flags & 0xe0 != 0 {
+        return Err(GzipError::Header);
+    }
+    let mut at = 10usize;
+    if flags & FEXTRA != 0 {
+        let xlen = b.get(at..at + 2).ok_or(GzipError::Header)?;
+        at += 2 + usize::from(u16::from_le_bytes([xlen[0], xlen[1]]));
+    }
+    for f in [FNAME, FCOMMENT] {
+        if flags & f != 0 {
+            let len = b.get(at..).and_then(|r| r.iter().position(|&c| c == 0)).ok_or(GzipError::Header)?;
+            at += len + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        at += 2;
+    }
+    let t = b.len() - 8;
+    if at > t {
+        return Err(GzipError::Header);
+    }
+    let le = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    Ok(Gzip { data: at, crc: le(t), size: le(t + 4) })
+}
+
+/// CRC-32 (IEEE, reflected), as gzip uses.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut table = [0u32; 256];
+    for (i, e) in table.iter_mut().enumerate() {
+        let mut c = i as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+        *e = c;
+    }
+    !data.iter().fold(!0u32, |c, &b| table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8))
+}
+
+/// Decompresses the gzip member `b` into `out` (exactly as long as its
+/// trailer's size) and checks length and CRC-32. `state` is the inflater's
+/// (large) state, provided by the caller.
+pub fn gunzip_into(
+    b: &[u8],
+    out: &mut [u8],
+    state: &mut miniz_oxide::inflate::core::DecompressorOxide,
+) -> Result<(), GzipError> {
+    use miniz_oxide::inflate::TINFLStatus;
+    use miniz_oxide::inflate::core::{decompress, inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF};
+    let g = gzip_header(b)?;
+    let input = &b[g.data..b.len() - 8];
+    state.init();
+    let (status, _, written) = decompress(state, input, out, 0, TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF);
+    match status {
+        TINFLStatus::Done => {}
+        TINFLStatus::HasMoreOutput => {
+            return Err(GzipError::Length { have: out.len() as u64 + 1, want: u64::from(g.size) });
+        }
+        _ => return Err(GzipError::Data),
+    }
+    if written != out.len() || written as u32 != g.size {
+        return Err(GzipError::Length { have: written as u64, want: u64::from(g.size) });
+    }
+    if crc32(out) != g.crc {
+        return Err(GzipError::Crc);
+    }
+    Ok(())
 }
 
 /// Where dom0's pieces go in its RAM.

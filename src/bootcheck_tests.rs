@@ -141,6 +141,7 @@ fn what_is_not_an_arm64_image_is_named() {
         assert!(!alloc::format!("{e}").is_empty());
     }
     assert!(alloc::format!("{}", KernelError::Gzip).contains("gzip"));
+    assert!(alloc::format!("{}", KernelError::BadGzip(GzipError::Crc)).contains("CRC-32"));
     assert!(alloc::format!("{}", KernelError::Zimage).contains("zImage"));
 }
 
@@ -207,4 +208,58 @@ fn copy_order_never_overwrites_an_uncopied_module() {
     let e = ramdisk_first(k, Some(rd)).unwrap_err();
     assert_eq!(e, CopyConflict { kernel: k, ramdisk: rd });
     assert!(alloc::format!("{e}").contains("dom0_mem="));
+}
+
+/// `data` compressed by the host's gzip (no file name in the header).
+fn host_gzip(data: &[u8]) -> std::vec::Vec<u8> {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new("gzip");
+    cmd.arg("-c").arg("-n");
+    let mut child = cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    child.wait_with_output().unwrap().stdout
+}
+
+fn gunzip(gz: &[u8], size: usize) -> Result<std::vec::Vec<u8>, GzipError> {
+    let mut state = std::boxed::Box::<miniz_oxide::inflate::core::DecompressorOxide>::default();
+    let mut out = std::vec![0u8; size];
+    gunzip_into(gz, &mut out, &mut state).map(|()| out)
+}
+
+#[test]
+fn gzip_kernels_are_decompressed_and_checked() {
+    let img = image(0, 0x3000, 0x2000);
+    let gz = host_gzip(&img);
+    assert!(is_gzip(&gz) && !is_gzip(&img));
+    let g = gzip_header(&gz).unwrap();
+    assert_eq!((g.data, g.size, g.crc), (10, 0x2000, crc32(&img)));
+    assert_eq!(gunzip(&gz, 0x2000).unwrap(), img);
+    assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    // A corrupt byte in the data, a wrong CRC, a short buffer, a cut file.
+    let mut bad = gz.clone();
+    let n = bad.len();
+    bad[n - 8] ^= 1;
+    assert_eq!(gunzip(&bad, 0x2000), Err(GzipError::Crc));
+    assert!(matches!(gunzip(&gz, 0x1000), Err(GzipError::Length { .. })));
+    assert!(gunzip(&gz[..gz.len() / 2], 0x2000).is_err());
+    assert_eq!(gzip_header(&gz[..12]), Err(GzipError::Header));
+    let mut flags = gz.clone();
+    flags[3] = 0x80;
+    assert_eq!(gzip_header(&flags), Err(GzipError::Header));
+}
+
+#[test]
+fn a_gzip_header_with_a_file_name_is_skipped() {
+    // The name is only stored for a file: write one.
+    let dir = std::env::temp_dir().join(alloc::format!("armature-gz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("Image");
+    let img = image(0, 0x1000, 0x1000);
+    std::fs::write(&f, &img).unwrap();
+    let out = std::process::Command::new("gzip").arg("-c").arg("-N").arg(&f).output().unwrap();
+    let gz = out.stdout;
+    assert_ne!(gz[3] & 8, 0, "gzip stored the name");
+    assert_eq!(gzip_header(&gz).unwrap().data, 10 + "Image".len() + 1);
+    assert_eq!(gunzip(&gz, 0x1000).unwrap(), img);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -373,11 +373,44 @@ fn release_modules(modules: &[Option<Region>]) {
     }
 }
 
-/// A boot module's bytes.
+/// Decompresses the gzip-compressed kernel module `kernel` (`packed`) into
+/// pages from the page allocator; returns where it is.
+#[allow(clippy::result_large_err)]
+fn gunzip_kernel(kernel: Region, packed: &[u8]) -> Result<Region, DomainError> {
+    use crate::bootcheck::{GzipError, KernelError, gunzip_into, gzip_header};
+    let bad = |e: GzipError| DomainError::Kernel { module: kernel, error: KernelError::BadGzip(e) };
+    let size = u64::from(gzip_header(packed).map_err(bad)?.size);
+    if size == 0 {
+        return Err(DomainError::Kernel { module: kernel, error: KernelError::Empty });
+    }
+    let pages = size.div_ceil(PAGE_SIZE);
+    let pa = {
+        let mut frames = FRAMES.lock();
+        let frames = frames.as_mut().ok_or(DomainError::NoAllocator)?;
+        frames.alloc(pages, 1).map_err(DomainError::Memory)?
+    };
+    let region = Region { base: pa.as_u64(), size };
+    // SAFETY: the pages were just allocated for this buffer alone, and the
+    // direct map covers all RAM read/write.
+    let out = unsafe { core::slice::from_raw_parts_mut((DIRECTMAP_VA + region.base) as *mut u8, size as usize) };
+    let mut state = alloc::boxed::Box::<miniz_oxide::inflate::core::DecompressorOxide>::default();
+    let result = gunzip_into(packed, out, &mut state);
+    if let Err(e) = result {
+        if let Some(frames) = FRAMES.lock().as_mut() {
+            let _ = frames.free(pa, pages);
+        }
+        return Err(bad(e));
+    }
+    info!("d0: kernel module {kernel} is gzip-compressed: decompressed to {region} ({} KiB)", size >> 10);
+    Ok(region)
+}
+
+/// A boot module's bytes (or the decompressed kernel's pages).
 fn module(r: Region) -> &'static [u8] {
     // SAFETY: boot modules were checked to lie inside RAM, which the direct
     // map maps; the page allocator keeps them claimed until they have been
     // copied into dom0 (`release_modules`), and the slice is not used after.
+    // The same holds for the pages a decompressed kernel is in.
     unsafe { core::slice::from_raw_parts((DIRECTMAP_VA + r.base) as *const u8, r.size as usize) }
 }
 
@@ -387,8 +420,19 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
     let mem = mem.next_multiple_of(2 << 20);
     // The kernel's format first: nothing is allocated or copied for a
     // module that is not an arm64 Image.
-    let image = module(kernel);
-    let header = crate::bootcheck::parse_kernel(image, kernel.size)
+    let packed = module(kernel);
+    // An Image.gz is decompressed first, into pages of its own (as Xen
+    // and U-Boot accept them), freed once dom0's copy is made.
+    let unpacked = if crate::bootcheck::is_gzip(packed) {
+        Some(gunzip_kernel(kernel, packed)?)
+    } else {
+        None
+    };
+    let (image, source) = match unpacked {
+        Some(r) => (module(r), r),
+        None => (packed, kernel),
+    };
+    let header = crate::bootcheck::parse_kernel(image, image.len() as u64)
         .map_err(|error| DomainError::Kernel { module: kernel, error })?;
     let (text_offset, image_size) = (header.text_offset, header.image_size);
     let mut modules_released = false;
@@ -426,7 +470,7 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
     let p = crate::bootcheck::place(ram, text_offset, image_size, ramdisk.map(|r| r.size), DTB_MAX, PAGE_SIZE)
         .map_err(DomainError::Placement)?;
     let (entry, dtb_addr, initrd) = (p.entry, p.dtb, p.initrd);
-    let kernel_copy = (kernel, Region { base: entry, size: kernel.size });
+    let kernel_copy = (source, Region { base: entry, size: source.size });
     let ramdisk_copy = ramdisk.zip(initrd);
     let ramdisk_first =
         crate::bootcheck::ramdisk_first(kernel_copy, ramdisk_copy).map_err(DomainError::CopyOrder)?;
@@ -462,6 +506,12 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
     // Copied: the modules' memory is free for the hypervisor again.
     if !modules_released {
         release_modules(&[Some(kernel), ramdisk]);
+    }
+    if let Some(r) = unpacked
+        && let Some(frames) = FRAMES.lock().as_mut()
+        && let Err(e) = frames.free(PhysAddr::new(r.base), r.size.div_ceil(PAGE_SIZE))
+    {
+        warn!("d0: the decompressed kernel's pages {r} could not be freed: {e}");
     }
     info!("d0: device tree ({} bytes) at {dtb_addr:#x}", dtb.len());
     // GICv2 delivery: the guest's CPU interface is the hardware GICV,
