@@ -490,6 +490,7 @@ fn fatal(args: core::fmt::Arguments<'_>) -> ! {
 }
 
 /// [`fatal`], for the boot's submodules.
+#[cfg(target_arch = "aarch64")]
 pub(crate) fn fatal_error(args: core::fmt::Arguments<'_>) -> ! {
     fatal(args)
 }

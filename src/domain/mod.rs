@@ -367,7 +367,7 @@ fn release_modules(modules: &[Option<Region>]) {
     let Some(frames) = frames.as_mut() else { return };
     for m in modules.iter().flatten() {
         match frames.free_range(*m) {
-            Ok(pages) => info!("d0: boot module {m} copied: {} KiB back to the page allocator", pages * PAGE_SIZE >> 10),
+            Ok(pages) => info!("d0: boot module {m} copied: {} KiB back to the page allocator", (pages * PAGE_SIZE) >> 10),
             Err(e) => warn!("d0: boot module {m} copied, but its memory could not be released: {e}"),
         }
     }
