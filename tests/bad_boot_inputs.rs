@@ -7,10 +7,13 @@
 //! device tree with `fdtput`, files loaded with `-device loader`), the text
 //! the log must show, and whether the run must end in FATAL. Armature runs
 //! alone or with a test guest (`tests/guests/`) as dom0's kernel: no Linux,
-//! so each boot takes a second or two. Also here: `on_fatal=halt` and
-//! `on_fatal=reset:N`, Xen's plain `multiboot,module` nodes (kernel, then
-//! ramdisk) booting the basic guest, and the modules' memory given back to
-//! the page allocator once copied.
+//! so each boot takes a second or two (the 22 cases take about 10 s in
+//! all). Also here: `on_fatal=halt` and `on_fatal=reset:N`, a DTB running
+//! past the end of RAM (through a shim), a boot CPU missing from `/cpus`,
+//! inputs that must work: Xen's plain `multiboot,module` nodes (kernel,
+//! then ramdisk), an `Image.gz` (the basic guest, and Debian's Linux once),
+//! `dom0_mem=` that fits only over the modules' own memory, and the
+//! modules' memory given back to the page allocator once copied.
 //!
 //! Console logs: `target/armature/logs/bad-input-<case>.log`.
 
