@@ -39,6 +39,9 @@ pub struct Options {
     /// `console=`: where the hypervisor's log goes (`dtuart`, the default:
     /// the device tree's stdout-path; `none`: nowhere after the banner).
     pub console: ConsoleChoice,
+    /// `on_fatal=`: what the machine does after a fatal error (power off
+    /// by default; `halt`; `reset` or `reset:<seconds>`).
+    pub on_fatal: crate::bootcheck::OnFatal,
 }
 
 /// The `console=` option.
@@ -88,6 +91,7 @@ impl Default for Options {
             dom0_mem: None,
             dom0_max_vcpus: None,
             console: ConsoleChoice::DtUart,
+            on_fatal: crate::bootcheck::OnFatal::PowerOff,
         }
     }
 }
@@ -147,6 +151,10 @@ pub fn parse<'a>(args: &'a str, mut report: impl FnMut(OptionError<'a>)) -> Opti
                 "dtuart" => o.console = ConsoleChoice::DtUart,
                 "none" => o.console = ConsoleChoice::None,
                 _ => report(OptionError::BadValue { name, value: v }),
+            },
+            ("on_fatal", Some(v)) => match crate::bootcheck::OnFatal::parse(v) {
+                Some(a) => o.on_fatal = a,
+                None => report(OptionError::BadValue { name, value: v }),
             },
             // Options of Xen features Armature has no equivalent for (or
             // whose behaviour is already Armature's): accepted silently so
@@ -208,6 +216,17 @@ mod tests {
         assert_eq!((o.dom0_mem, o.dom0_max_vcpus), (None, None));
         assert_eq!(errs.len(), 3);
         assert_eq!(parse("console=none", |e| panic!("{e:?}")).console, ConsoleChoice::None);
+    }
+
+    #[test]
+    fn on_fatal_option() {
+        use crate::bootcheck::OnFatal;
+        assert_eq!(parse("", |e| panic!("{e:?}")).on_fatal, OnFatal::PowerOff);
+        assert_eq!(parse("on_fatal=halt", |e| panic!("{e:?}")).on_fatal, OnFatal::Halt);
+        assert_eq!(parse("on_fatal=reset:3", |e| panic!("{e:?}")).on_fatal, OnFatal::Reset(3));
+        let mut errs = Vec::new();
+        assert_eq!(parse("on_fatal=explode", |e| errs.push(e)).on_fatal, OnFatal::PowerOff);
+        assert_eq!(errs, [OptionError::BadValue { name: "on_fatal", value: "explode" }]);
     }
 
     #[test]

@@ -38,6 +38,7 @@ extern crate alloc;
 pub mod arch;
 #[cfg(target_os = "none")]
 pub mod boot;
+pub mod bootcheck;
 pub mod cmdline;
 pub mod console;
 pub mod cpu;

@@ -98,13 +98,14 @@ pub fn bring_up(
     MPIDR[0].store(me, Ordering::Relaxed);
     let mut next = 1;
     let mut present = 0;
+    let mut boot_cpu_listed = false;
     for c in cpus.as_slice() {
         if matches!(c.boot, CpuBoot::Disabled) {
             continue;
         }
         present += 1;
         match c.mpidr {
-            Some(m) if m == me => {}
+            Some(m) if m == me => boot_cpu_listed = true,
             Some(m) if next < NR_CPUS => {
                 ids[next] = Some(m);
                 MPIDR[next].store(m, Ordering::Relaxed);
@@ -113,6 +114,15 @@ pub fn bring_up(
             Some(m) => warn!("CPU {} (MPIDR {m:#x}): beyond the {NR_CPUS} CPUs supported, left off", c.name),
             None => warn!("CPU {}: no usable MPIDR in the device tree ({:?}), left off", c.name, c.boot),
         }
+    }
+    if !boot_cpu_listed {
+        // It runs all the same: count it, so that "online" never counts a
+        // CPU the device tree lists but that did not start.
+        warn!(
+            "CPUs: the boot CPU (MPIDR {me:#x}) is not in /cpus: the device tree does not describe the CPU \
+             Armature runs on; counted as CPU 0"
+        );
+        present += 1;
     }
     prepare(bringup_root, &ids);
     // Record every CPU's method before releasing any: with a shared

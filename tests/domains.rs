@@ -93,15 +93,21 @@ fn psci_guest_matrix() {
     }
 }
 
-/// A kernel module that is not code (zeros): the guest's exceptions fault
-/// again and again; the hypervisor says so and resets the machine instead
-/// of looping forever.
+/// A kernel module with a valid arm64 Image header but no code after it
+/// (zeros: a module of zeros alone is refused by name before entry): the
+/// guest's exceptions fault again and again; the hypervisor says so and
+/// resets the machine instead of looping forever.
 #[test]
 fn a_guest_that_cannot_run_crashes_loudly() {
     let test = "aarch64-dom0-garbage";
     let dir = scratch(test);
     let garbage = dir.join("zeros.bin");
-    std::fs::write(&garbage, vec![0u8; 4096]).unwrap();
+    let mut bytes = vec![0u8; 4096];
+    bytes[0..4].copy_from_slice(&xtask::shim::b(0x40).to_le_bytes());
+    bytes[0x10..0x18].copy_from_slice(&4096u64.to_le_bytes());
+    bytes[0x18..0x20].copy_from_slice(&0xau64.to_le_bytes());
+    bytes[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    std::fs::write(&garbage, bytes).unwrap();
     let qemu = with_dom0_module(&garbage, &dir, 3, 1);
     let expect = Expect::new()
         .markers([

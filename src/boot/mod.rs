@@ -6,6 +6,9 @@
 //! hypervisor level, reads the device tree, prints the banner, and (until
 //! domains exist) powers the machine off.
 
+pub mod fatal;
+#[cfg(target_arch = "aarch64")]
+mod inputs;
 #[cfg(target_arch = "aarch64")]
 pub mod memory;
 #[cfg(target_arch = "aarch64")]
@@ -76,6 +79,11 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     } else {
         dtb
     };
+    // A blob that runs past the end of RAM is refused before it is read.
+    #[cfg(target_arch = "aarch64")]
+    if mmu_on {
+        inputs::check_dtb(dt_addr, early.dtb_pa);
+    }
 
     // SAFETY: the boot protocol passes the DTB's physical address; with the
     // MMU off it is readable there, with it on the early code mapped it
@@ -89,6 +97,9 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
     info!("DTB: {dtb_size} bytes, valid; the hypervisor keeps a {}-byte copy", dt.total_size());
     // Everything the boot reads from the device tree, read once.
     let plan = dt.boot_plan();
+    if let Ok(p) = &plan.psci {
+        fatal::set_conduit(p.map(|p| p.conduit));
+    }
 
     let bootargs = dt.bootargs().unwrap_or("");
     info!("Command line: \"{bootargs}\"");
@@ -98,6 +109,7 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
             warn!("cmdline: bad value \"{value}\" for {name}= ignored")
         }
     });
+    fatal::set_action(opts.on_fatal);
     logger::set_level(match opts.console {
         cmdline::ConsoleChoice::DtUart => opts.log_level,
         cmdline::ConsoleChoice::None => log::LevelFilter::Error,
@@ -128,6 +140,14 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
             Ok(keep) => keep,
             Err(e) => fatal(format_args!("relocation failed: {}", relocate::RelocError::Dt(e))),
         };
+        // The inputs against the machine, before anything is copied.
+        inputs::check_banks(&dt, &banks);
+        let image = crate::dt::Region { base: early.load_pa, size: (img_end - img_start) as u64 };
+        let dtb_region = crate::dt::Region { base: early.dtb_pa, size: dtb_size as u64 };
+        let chosen = inputs::check_modules(&dt, &banks, &reserved, dtb_region, image);
+        if modules.dropped() > 0 || modules.as_slice().len() != chosen.as_slice().len() {
+            fatal(format_args!("boot modules: {} listed, {} kept clear", chosen.as_slice().len(), modules.as_slice().len()));
+        }
         match relocate::relocate(&early, &banks, &reserved, &modules, plan.gic.as_ref().ok(), dtb_size) {
             Ok(r) => {
                 match r.placement.below {
@@ -228,8 +248,8 @@ pub extern "C" fn armature_boot_main(dtb: usize, load: usize, entry_level: usize
                 let e = build_dom0(&dt, &plan, &opts, m, conduit, image);
                 fatal(format_args!("dom0: {e}"));
             }
-            Ok(None) => {}
-            Err(e) => warn!("dom0: cannot read the boot modules in /chosen: {e}"),
+            Ok(None) => report_unused_modules(&dt),
+            Err(e) => fatal(format_args!("dom0: cannot read the boot modules in /chosen: {e}")),
         }
     }
 
@@ -444,9 +464,33 @@ fn switch_console(c: &Console<'_>, early_uart: Option<u64>) {
     info!("Console: switched to the PL011 at {base:#x}");
 }
 
-/// Reports an unrecoverable boot error and stops this CPU.
+/// Boot modules with no kernel among them: said, with each module, since
+/// no dom0 will be built from them.
+#[cfg(target_arch = "aarch64")]
+fn report_unused_modules(dt: &DeviceTree<'_>) {
+    let Ok(m) = dt.chosen_modules() else { return };
+    if m.as_slice().is_empty() {
+        return;
+    }
+    warn!(
+        "dom0: /chosen has {} boot module(s) but no kernel (a multiboot,kernel module, or a first plain \
+         multiboot,module): no dom0",
+        m.as_slice().len()
+    );
+    for module in m.as_slice() {
+        warn!("dom0:   {module} left unused");
+    }
+}
+
+/// Reports an unrecoverable boot error and ends the boot as `on_fatal=`
+/// says (power off by default).
 fn fatal(args: core::fmt::Arguments<'_>) -> ! {
     error!("FATAL: {args}");
-    error!("Armature cannot continue: halted.");
-    arch::halt();
+    fatal::stop();
+}
+
+/// [`fatal`], for the boot's submodules.
+#[cfg(target_arch = "aarch64")]
+pub(crate) fn fatal_error(args: core::fmt::Arguments<'_>) -> ! {
+    fatal(args)
 }

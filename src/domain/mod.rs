@@ -191,11 +191,25 @@ pub enum DomainError {
     /// Dom0's device tree could not be made.
     DeviceTree(alloc::string::String),
     /// The kernel, ramdisk and device tree do not fit the domain's RAM.
-    KernelTooLarge {
-        /// Bytes needed (text offset + image size + ramdisk + 2 MiB).
-        need: u64,
-        /// RAM size.
-        have: u64,
+    Placement(crate::bootcheck::PlaceError),
+    /// The kernel module is not an arm64 Image.
+    Kernel {
+        /// The module.
+        module: Region,
+        /// What is wrong with it.
+        error: crate::bootcheck::KernelError,
+    },
+    /// Dom0's kernel and ramdisk cannot be copied without one overwriting
+    /// the other's module.
+    CopyOrder(crate::bootcheck::CopyConflict),
+    /// No free block of RAM as large as `dom0_mem=`.
+    OutOfMemory {
+        /// Bytes asked for.
+        mem: u64,
+        /// The largest free block, in bytes.
+        largest: u64,
+        /// Free memory in all, in bytes.
+        free: u64,
     },
 }
 
@@ -210,9 +224,17 @@ impl fmt::Display for DomainError {
             DomainError::Create(e) => write!(f, "stage-2 tables: {e:?}"),
             DomainError::Geometry(e) => write!(f, "stage-2 geometry: {e:?}"),
             DomainError::DeviceTree(e) => write!(f, "its device tree: {e}"),
-            DomainError::KernelTooLarge { need, have } => {
-                write!(f, "kernel, ramdisk and device tree need {need:#x} bytes, the domain has {have:#x} (dom0_mem=)")
-            }
+            DomainError::Placement(e) => write!(f, "{e}"),
+            DomainError::CopyOrder(e) => write!(f, "{e}"),
+            DomainError::Kernel { module, error } => write!(f, "kernel module at {module} refused: {error}"),
+            DomainError::OutOfMemory { mem, largest, free } => write!(
+                f,
+                "dom0_mem={} MiB: no free block of RAM that large (largest free block {} MiB, {} MiB free in all); \
+                 lower dom0_mem=",
+                mem >> 20,
+                largest >> 20,
+                free >> 20
+            ),
         }
     }
 }
@@ -332,76 +354,145 @@ pub fn run_pending(cpu: usize) {
     }
 }
 
-/// Where Linux wants a 2 MiB-aligned base plus `text_offset`; an image with
-/// no arm64 Image header is loaded at the base.
-fn image_layout(image: &[u8]) -> (u64, u64) {
-    let le64 = |o: usize| image.get(o..o + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
-    if image.get(0x38..0x3c) == Some(b"ARM\x64") {
-        let size = le64(16);
-        (le64(8), if size == 0 { image.len() as u64 } else { size })
-    } else {
-        (0, image.len() as u64)
-    }
-}
-
 /// Copies `bytes` to `pa` in a domain's RAM (through the direct map) and
 /// pushes them to memory: the guest starts with its MMU and caches off.
 fn copy_in(pa: u64, bytes: &[u8]) {
     let dst = (DIRECTMAP_VA + pa) as *mut u8;
     // SAFETY: callers pass a range inside a domain's RAM, freshly allocated
-    // for it, mapped by the direct map, and not aliased by `bytes`.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
+    // for it and mapped by the direct map. `bytes` may be a boot module the
+    // domain's RAM covers (its memory given back for `dom0_mem=`): `copy`
+    // allows the overlap, and the caller orders the copies so that no
+    // module is overwritten before it is copied.
+    unsafe { core::ptr::copy(bytes.as_ptr(), dst, bytes.len()) };
     crate::arch::clean_dcache_range(dst as usize, bytes.len());
 
 }
 
-/// A boot module's bytes.
-fn module(r: Region) -> &'static [u8] {
-    // SAFETY: boot modules are RAM the page allocator keeps claimed for
-    // good, mapped read/write by the direct map; nothing writes to them.
-    unsafe { core::slice::from_raw_parts((DIRECTMAP_VA + r.base) as *const u8, r.size as usize) }
+/// Gives the memory of boot modules already copied into a domain back to
+/// the page allocator (they were claimed to keep them safe until then).
+fn release_modules(modules: &[Option<Region>]) {
+    let mut frames = FRAMES.lock();
+    let Some(frames) = frames.as_mut() else { return };
+    for m in modules.iter().flatten() {
+        match frames.free_range(*m) {
+            Ok(pages) => info!("d0: boot module {m} copied: {} KiB back to the page allocator", (pages * PAGE_SIZE) >> 10),
+            Err(e) => warn!("d0: boot module {m} copied, but its memory could not be released: {e}"),
+        }
+    }
 }
 
-/// Dom0's memory: the kernel at `text_offset` from the (2 MiB aligned)
-/// base, the device tree in the last 2 MiB, the ramdisk right below it.
-/// Returns (entry, DTB address, ramdisk place).
+/// Decompresses the gzip-compressed kernel module `kernel` (`packed`) into
+/// pages from the page allocator; returns where it is.
 #[allow(clippy::result_large_err)]
-fn place(ram: Region, text_offset: u64, image_size: u64, ramdisk: Option<u64>) -> Result<(u64, u64, Option<Region>), DomainError> {
-    let entry = ram.base + text_offset;
-    let kernel_end = entry + image_size;
-    let dtb = ram.end() - DTB_MAX;
-    let initrd = ramdisk.map(|size| Region { base: (dtb - size) & !(PAGE_SIZE - 1), size });
-    let low = initrd.map_or(dtb, |r| r.base);
-    if kernel_end > low || dtb < ram.base || initrd.is_some_and(|r| r.size > dtb - ram.base) {
-        let need = text_offset + image_size + ramdisk.unwrap_or(0) + DTB_MAX;
-        return Err(DomainError::KernelTooLarge { need, have: ram.size });
+fn gunzip_kernel(kernel: Region, packed: &[u8]) -> Result<Region, DomainError> {
+    use crate::bootcheck::{GzipError, KernelError, gunzip_into, gzip_header};
+    let bad = |e: GzipError| DomainError::Kernel { module: kernel, error: KernelError::BadGzip(e) };
+    let size = u64::from(gzip_header(packed).map_err(bad)?.size);
+    if size == 0 {
+        return Err(DomainError::Kernel { module: kernel, error: KernelError::Empty });
     }
-    Ok((entry, dtb, initrd))
+    let pages = size.div_ceil(PAGE_SIZE);
+    let pa = {
+        let mut frames = FRAMES.lock();
+        let frames = frames.as_mut().ok_or(DomainError::NoAllocator)?;
+        frames.alloc(pages, 1).map_err(DomainError::Memory)?
+    };
+    let region = Region { base: pa.as_u64(), size };
+    // SAFETY: the pages were just allocated for this buffer alone, and the
+    // direct map covers all RAM read/write.
+    let out = unsafe { core::slice::from_raw_parts_mut((DIRECTMAP_VA + region.base) as *mut u8, size as usize) };
+    let mut state = alloc::boxed::Box::<miniz_oxide::inflate::core::DecompressorOxide>::default();
+    let result = gunzip_into(packed, out, &mut state);
+    if let Err(e) = result {
+        if let Some(frames) = FRAMES.lock().as_mut() {
+            let _ = frames.free(pa, pages);
+        }
+        return Err(bad(e));
+    }
+    info!("d0: kernel module {kernel} is gzip-compressed: decompressed to {region} ({} KiB)", size >> 10);
+    Ok(region)
+}
+
+/// A boot module's bytes (or the decompressed kernel's pages).
+fn module(r: Region) -> &'static [u8] {
+    // SAFETY: boot modules were checked to lie inside RAM, which the direct
+    // map maps; the page allocator keeps them claimed until they have been
+    // copied into dom0 (`release_modules`), and the slice is not used after.
+    // The same holds for the pages a decompressed kernel is in.
+    unsafe { core::slice::from_raw_parts((DIRECTMAP_VA + r.base) as *const u8, r.size as usize) }
 }
 
 #[allow(clippy::result_large_err)]
 fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), DomainError> {
     let Dom0Spec { kernel, ramdisk, mem, gic, devices, make_dtb, uart, .. } = spec;
     let mem = mem.next_multiple_of(2 << 20);
+    // The kernel's format first: nothing is allocated or copied for a
+    // module that is not an arm64 Image.
+    let packed = module(kernel);
+    // An Image.gz is decompressed first, into pages of its own (as Xen
+    // and U-Boot accept them), freed once dom0's copy is made.
+    let unpacked = if crate::bootcheck::is_gzip(packed) {
+        Some(gunzip_kernel(kernel, packed)?)
+    } else {
+        None
+    };
+    let (image, source) = match unpacked {
+        Some(r) => (module(r), r),
+        None => (packed, kernel),
+    };
+    let header = crate::bootcheck::parse_kernel(image, image.len() as u64)
+        .map_err(|error| DomainError::Kernel { module: kernel, error })?;
+    let (text_offset, image_size) = (header.text_offset, header.image_size);
+    let mut modules_released = false;
     let base = {
         let mut frames = FRAMES.lock();
         let frames = frames.as_mut().ok_or(DomainError::NoAllocator)?;
         // Below 4 GiB if it fits (32-bit DMA masters, as on Juno's low
         // bank), else anywhere.
         let (pages, align) = (mem / PAGE_SIZE, (2 << 20) / PAGE_SIZE);
-        match frames.alloc_below(PhysAddr::new(1 << 32), pages, align) {
+        let alloc = |frames: &mut crate::mm::frames::FrameAllocator<'static>| {
+            frames.alloc_below(PhysAddr::new(1 << 32), pages, align).or_else(|_| frames.alloc(pages, align))
+        };
+        match alloc(frames) {
             Ok(base) => base,
-            Err(_) => frames.alloc(pages, align).map_err(DomainError::Memory)?,
+            Err(_) => {
+                // The modules' own memory counts: give it back, and copy
+                // them in an order that reads each before it is overwritten.
+                let oom = |frames: &crate::mm::frames::FrameAllocator<'static>| DomainError::OutOfMemory {
+                    mem,
+                    largest: frames.largest_free().map_or(0, |f| f.region().size),
+                    free: frames.free_pages() * PAGE_SIZE,
+                };
+                for m in [Some(kernel), ramdisk].into_iter().flatten() {
+                    frames.free_range(m).map_err(|_| oom(frames))?;
+                }
+                modules_released = true;
+                let base = alloc(frames).map_err(|_| oom(frames))?;
+                info!("d0: {} MiB fit only with the boot modules' memory: their copies are ordered", mem >> 20);
+                base
+            }
         }
     };
     let ram = Region { base: base.as_u64(), size: mem };
     info!("d0: {} MiB RAM at {} (1:1)", mem >> 20, ram);
-    let image = module(kernel);
-    let (text_offset, image_size) = image_layout(image);
-    let (entry, dtb_addr, initrd) = place(ram, text_offset, image_size.max(kernel.size), ramdisk.map(|r| r.size))?;
+    let p = crate::bootcheck::place(ram, text_offset, image_size, ramdisk.map(|r| r.size), DTB_MAX, PAGE_SIZE)
+        .map_err(DomainError::Placement)?;
+    let (entry, dtb_addr, initrd) = (p.entry, p.dtb, p.initrd);
+    let kernel_copy = (source, Region { base: entry, size: source.size });
+    let ramdisk_copy = ramdisk.zip(initrd);
+    let ramdisk_first =
+        crate::bootcheck::ramdisk_first(kernel_copy, ramdisk_copy).map_err(DomainError::CopyOrder)?;
+    let copy_ramdisk = || {
+        if let Some((src, dst)) = ramdisk_copy {
+            copy_in(dst.base, module(src));
+        }
+    };
+    if ramdisk_first {
+        copy_ramdisk();
+    }
     copy_in(entry, image);
-    if let (Some(src), Some(dst)) = (ramdisk, initrd) {
-        copy_in(dst.base, module(src));
+    if !ramdisk_first {
+        copy_ramdisk();
     }
     let dtb = make_dtb(&Dom0Layout { ram, nvcpus, initrd }).map_err(DomainError::DeviceTree)?;
     if dtb.len() as u64 > DTB_MAX {
@@ -419,6 +510,16 @@ fn build_dom0(spec: Dom0Spec<'_>, nvcpus: usize) -> Result<(Domain, u64, u64), D
     match (ramdisk, initrd) {
         (Some(src), Some(dst)) => info!("d0: ramdisk module {src} copied to {dst}"),
         _ => info!("d0: no ramdisk"),
+    }
+    // Copied: the modules' memory is free for the hypervisor again.
+    if !modules_released {
+        release_modules(&[Some(kernel), ramdisk]);
+    }
+    if let Some(r) = unpacked
+        && let Some(frames) = FRAMES.lock().as_mut()
+        && let Err(e) = frames.free(PhysAddr::new(r.base), r.size.div_ceil(PAGE_SIZE))
+    {
+        warn!("d0: the decompressed kernel's pages {r} could not be freed: {e}");
     }
     info!("d0: device tree ({} bytes) at {dtb_addr:#x}", dtb.len());
     // GICv2 delivery: the guest's CPU interface is the hardware GICV,

@@ -301,35 +301,28 @@ impl<'a> DeviceTree<'a> {
     }
 
     /// Dom0's boot modules from `/chosen`, with the bindings Xen uses: the
-    /// first `multiboot,kernel` module, the first `multiboot,ramdisk`, and
-    /// dom0's command line: `/chosen/armature,dom0-bootargs`, else
-    /// `/chosen/xen,dom0-bootargs`, else the kernel module's `bootargs`.
-    /// `None` when there is no kernel module.
-    pub fn dom0_modules(&self) -> Result<Option<Dom0Modules<'a>>, DtError> {
+    /// first kernel module and the first ramdisk module (roles as
+    /// [`DeviceTree::chosen_modules`] gives them: `multiboot,kernel`,
+    /// `multiboot,ramdisk`, else the first and second plain
+    /// `multiboot,module`), and dom0's command line:
+    /// `/chosen/armature,dom0-bootargs`, else `/chosen/xen,dom0-bootargs`,
+    /// else the kernel module's `bootargs`. `None` when there is no kernel
+    /// module.
+    #[allow(clippy::result_large_err)]
+    pub fn dom0_modules(&self) -> Result<Option<Dom0Modules<'a>>, super::ModulesError<'a>> {
         let Some(at) = self.locate("/chosen") else { return Ok(None) };
-        let mut kernel = None;
-        let mut ramdisk = None;
-        for child in at.node().children() {
-            if !walk::enabled(child) {
-                continue;
-            }
-            let is_kernel = walk::compatible_with(child, &["multiboot,kernel"]).is_some();
-            let is_ramdisk = walk::compatible_with(child, &["multiboot,ramdisk"]).is_some();
-            if !(is_kernel && kernel.is_none() || is_ramdisk && ramdisk.is_none()) {
-                continue;
-            }
-            let Some(c) = at.child(child) else { continue };
-            let r = c.reg_untranslated(0)?.ok_or_else(|| c.err("reg", Problem::Missing))?;
-            if is_kernel {
-                kernel = Some((r, child.property("bootargs").and_then(|p| walk::first_string(p.value))));
-            } else {
-                ramdisk = Some(r);
-            }
-        }
-        let Some((kernel, module_args)) = kernel else { return Ok(None) };
+        let modules = self.chosen_modules()?;
+        let (kernel, ramdisk) = crate::bootcheck::dom0_roles(modules.as_slice());
+        let Some(kernel) = kernel else { return Ok(None) };
+        let module_args = at
+            .node()
+            .children()
+            .find(|c| c.name == kernel.name)
+            .and_then(|c| c.property("bootargs"))
+            .and_then(|p| walk::first_string(p.value));
         let chosen = |name| at.node().property(name).and_then(|p| walk::first_string(p.value));
         let bootargs = chosen("armature,dom0-bootargs").or_else(|| chosen("xen,dom0-bootargs")).or(module_args);
-        Ok(Some(Dom0Modules { kernel, ramdisk, bootargs }))
+        Ok(Some(Dom0Modules { kernel: kernel.region, ramdisk: ramdisk.map(|r| r.region), bootargs }))
     }
 
     /// `/memreserve/` entries and the enabled `/reserved-memory` children

@@ -85,6 +85,8 @@ extern "C" fn armature_exception(frame: &mut ExceptionFrame, vector: u64) {
         8 => return crate::domain::guest_sync(frame),
         9 => return crate::domain::guest_irq(frame),
         11 => return crate::domain::guest_serror(frame),
+        // A guarded access (`probe`) that faulted: it returns a failure.
+        4 if super::probe::fixup(frame) => return,
         _ => {}
     }
     crash(frame, vector)

@@ -8,6 +8,7 @@ pub mod exception;
 pub mod gicv3;
 pub mod guest;
 pub mod mmu;
+pub mod probe;
 pub mod smp;
 
 pub use smp::clean_to_poc as clean_dcache_range;
