@@ -1,7 +1,8 @@
 //! Fuzz target: the vGIC model (`src/vgic/`), driven by sequences of guest
 //! register accesses and hypervisor calls.
 //!
-//! A configuration (GICv2/GICv3, vCPUs, lines, priority bits), then up to
+//! A configuration (GICv2 with 1-8 vCPUs or GICv3 with 1-17, lines,
+//! priority bits), then up to
 //! 64 operations: raw reads and writes (any frame, vCPU, offset, width,
 //! value), targeted register writes (enable, pending, active, group,
 //! priority, trigger, `GICD_CTLR`), `raise`, `set_level`, `link_hw`, GICv3
@@ -279,7 +280,8 @@ impl Fx {
 fn config(u: &mut Unstructured<'_>) -> arbitrary::Result<VgicConfig> {
     let v3 = u.arbitrary::<bool>()?;
     let version = if v3 { GicVersion::V3 } else { GicVersion::V2 };
-    let vcpus = 1 + usize::from(u.arbitrary::<u8>()?) % if v3 { 8 } else { 8 };
+    // GICv3: up to 17 vCPUs, so that SGI target lists cross into Aff1 = 1.
+    let vcpus = 1 + usize::from(u.arbitrary::<u8>()?) % if v3 { 17 } else { 8 };
     // Mostly small (every check walks every INTID); sometimes all 1020.
     let b = u.arbitrary::<u8>()?;
     let lines = if b >= 0xf8 { 1024 } else { 32 * (1 + u32::from(b % 8)) };
@@ -361,7 +363,7 @@ fuzz_target!(|data: &[u8]| {
             }
             Op::Level { vcpu, intid, level } => {
                 let (v, i) = (usize::from(vcpu), id(intid));
-                if let Ok(_) = fx.vgic.set_level(fx.virq(v, i), level) {
+                if fx.vgic.set_level(fx.virq(v, i), level).is_ok() {
                     let s = fx.snapshot(v, i).unwrap();
                     if level && !s.edge {
                         assert!(s.pending, "INTID {i}: level line high but not pending: {s:?}");
