@@ -13,7 +13,7 @@
 //! initrd and stdout-path given and no boot modules; no node directly under
 //! the root other than memory, the GIC and the timer has a `reg` overlapping
 //! the hypervisor's regions; the host timer's node, when readable, is
-//! readable in dom0's tree; generating twice gives the same bytes. A refused
+//! readable in dom0's tree. A refused
 //! configuration or tree is an error that formats, never a panic.
 
 #![no_main]
@@ -96,7 +96,6 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    assert_eq!(host.dom0_device_tree(&cfg).as_deref(), Ok(&blob[..]), "generation is not deterministic");
 
     // The independent parser: every node and property.
     let f = fdt::Fdt::new(&blob).expect("the fdt crate refuses dom0's tree");
