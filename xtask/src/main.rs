@@ -71,6 +71,7 @@ commands:
                                    (default: all)
             --runs N               executions per target (default 10000000)
             --seconds S            run for S seconds instead
+            --smoke                only the smoke run of `test` (every target 12 s)
   help    this text
 
 environment:
@@ -463,6 +464,9 @@ fn cmd_fuzz(args: &[String]) -> Result<ExitCode> {
                 .ok_or_else(|| Error::new(format!("fuzz: {what} needs a number\n\n{USAGE}")))
         };
         match a.as_str() {
+            "--smoke" => {
+                return Ok(if fuzz::smoke()? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
             "--runs" => limit = fuzz::Limit::Runs(number("--runs")?),
             "--seconds" => limit = fuzz::Limit::Seconds(number("--seconds")?),
             t => match fuzz::TARGETS.iter().find(|n| **n == t) {
