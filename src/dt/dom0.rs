@@ -301,25 +301,32 @@ impl PassThroughPlan {
     /// is mapped once however many devices share it). `exclude` pages
     /// (an emulated device's) are cut out.
     pub fn pages(&self, extra: &[Region], exclude: &[Region]) -> Vec<Region> {
-        const PAGE: u64 = 0x1000;
-        let mut spans: Vec<(u64, u64)> = self
+        const PAGE: u128 = 0x1000;
+        // Ends in 128 bits: a region may run to the very top of the address
+        // space, whose end (2^64) a u64 cannot hold; saturating there would
+        // lose the last page (a zero-sized span).
+        let span = |r: &Region| {
+            let end = (u128::from(r.base) + u128::from(r.size)).min(1 << 64);
+            (u128::from(r.base) & !(PAGE - 1), (end + PAGE - 1) & !(PAGE - 1))
+        };
+        let mut spans: Vec<(u128, u128)> = self
             .mmio
             .iter()
             .map(|m| m.region)
             .chain(extra.iter().copied())
             .filter(|r| r.size > 0)
-            .map(|r| (r.base & !(PAGE - 1), r.base.saturating_add(r.size).saturating_add(PAGE - 1) & !(PAGE - 1)))
+            .map(|r| span(&r))
             .collect();
         spans.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::new();
+        let mut merged: Vec<(u128, u128)> = Vec::new();
         for (start, end) in spans {
             match merged.last_mut() {
                 Some(last) if start <= last.1 => last.1 = last.1.max(end),
                 _ => merged.push((start, end)),
             }
         }
-        for x in exclude {
-            let (xs, xe) = (x.base & !(PAGE - 1), x.base.saturating_add(x.size).saturating_add(PAGE - 1) & !(PAGE - 1));
+        for x in exclude.iter().filter(|x| x.size > 0) {
+            let (xs, xe) = span(x);
             merged = merged
                 .into_iter()
                 .flat_map(|(s, e)| {
@@ -329,7 +336,36 @@ impl PassThroughPlan {
                 })
                 .collect();
         }
-        merged.into_iter().map(|(base, end)| Region { base, size: end - base }).collect()
+        // The whole address space (2^64 bytes) is one page short of a size.
+        let max = u128::from(u64::MAX) & !(PAGE - 1);
+        merged.into_iter().map(|(s, e)| Region { base: s as u64, size: (e - s).min(max) as u64 }).collect()
+    }
+}
+
+#[cfg(test)]
+mod pages_tests {
+    use super::*;
+
+    /// Found by the `dt_plan` fuzz target: a device at the top of the
+    /// address space gave a zero-sized (unaligned-looking) span instead of
+    /// its last page.
+    #[test]
+    fn pages_at_the_top_of_the_address_space() {
+        let top = Region { base: 0xffff_ffff_ffff_f000, size: 0x1000 };
+        let plan = PassThroughPlan {
+            mmio: alloc::vec![
+                PassThroughMmio { node: "/a".into(), region: top },
+                PassThroughMmio { node: "/b".into(), region: Region { base: 0xffff_ffff_ffff_e800, size: 0x10 } },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(plan.pages(&[], &[]), [Region { base: 0xffff_ffff_ffff_e000, size: 0x2000 }]);
+        // A region running past the top is cut there.
+        let past = Region { base: 0xffff_ffff_ffff_ff00, size: 0x1000 };
+        assert_eq!(plan.pages(&[past], &[Region { base: 0xffff_ffff_ffff_e000, size: 1 }]), [top]);
+        // Every page of the address space but the last one that fits a size.
+        let all = Region { base: 0, size: u64::MAX };
+        assert_eq!(plan.pages(&[all], &[]), [Region { base: 0, size: 0xffff_ffff_ffff_f000 }]);
     }
 }
 

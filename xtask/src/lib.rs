@@ -30,6 +30,8 @@
 //!   and an `/init` that reports what Linux found);
 //! - [`dom0`]: Linux as dom0 of Armature or Xen, through U-Boot or QEMU's
 //!   loader, with Xen's `/chosen` bindings; reading dom0's report back;
+//! - [`fuzz`]: the cargo-fuzz targets of `fuzz/`: installing nightly and
+//!   cargo-fuzz, long runs (`cargo xtask fuzz`) and the smoke run of `test`;
 //! - [`hvlog`]: Armature's own lines in a console log shared with dom0:
 //!   lines where the two mixed, the boot stage timings;
 //! - [`bench`]: `cargo xtask bench`, boot times of bare Linux, Xen and
@@ -46,6 +48,7 @@ pub mod dtschema;
 pub mod early_check;
 pub mod fdt;
 pub mod firmware;
+pub mod fuzz;
 pub mod guest;
 pub mod hvlog;
 pub mod image;

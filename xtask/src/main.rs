@@ -13,7 +13,7 @@ use xtask::runner::{Ending, Expect, Outcome, RunOptions};
 use xtask::shim::ShimBoot;
 use xtask::toolchain::Toolchain;
 use xtask::uboot::{self, BootScript, Environment};
-use xtask::{Arch, Error, Qemu, Result, Variant, paths};
+use xtask::{Arch, Error, Qemu, Result, Variant, fuzz, paths};
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
@@ -63,7 +63,17 @@ commands:
             --debug                Armature's debug build (default release)
             --out FILE             where the table goes (default docs/performance.md)
   test    cargo test --workspace --no-fail-fast (host unit tests and the
-          QEMU tests); arguments after `--` go to cargo test
+          QEMU tests), then a smoke run of every fuzz target (about a minute;
+          installs the nightly toolchain and cargo-fuzz if missing);
+          arguments after `--` go to cargo test
+            --no-fuzz              skip the fuzz smoke run
+  fuzz    run fuzz targets (fuzz/, cargo-fuzz on nightly), one after the
+          other; logs in target/armature/fuzz-logs/
+            [TARGET]               dt_plan, dom0_dt, mmio_decode, vgic or cmdline
+                                   (default: all)
+            --runs N               executions per target (default 10000000)
+            --seconds S            run for S seconds instead
+            --smoke                only the smoke run of `test` (every target 12 s)
   help    this text
 
 environment:
@@ -410,6 +420,10 @@ fn cmd_bench(args: &[String]) -> Result<ExitCode> {
 }
 
 fn cmd_test(args: &[String]) -> Result<ExitCode> {
+    let (fuzz, args) = match args.first().map(String::as_str) {
+        Some("--no-fuzz") => (false, &args[1..]),
+        _ => (true, args),
+    };
     let rest = match args.first().map(String::as_str) {
         Some("--") => &args[1..],
         None => args,
@@ -421,7 +435,60 @@ fn cmd_test(args: &[String]) -> Result<ExitCode> {
     cmd.args(["test", "--workspace", "--no-fail-fast"]).args(rest);
     eprintln!("Running cargo test --workspace --no-fail-fast {} ({})", rest.join(" "), toolchain.name());
     let status = cmd.status().map_err(|e| Error::new(format!("running cargo test: {e}")))?;
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let fuzz_ok = if fuzz {
+        eprintln!("Running the fuzz smoke run ({} s per target; --no-fuzz skips it)", fuzz::SMOKE_SECONDS);
+        match fuzz::smoke() {
+            Ok(ok) => ok,
+            Err(e) => {
+                eprintln!("error: fuzz smoke run: {e}");
+                false
+            }
+        }
+    } else {
+        true
+    };
+    Ok(if status.success() && fuzz_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn cmd_fuzz(args: &[String]) -> Result<ExitCode> {
+    let mut targets: Vec<&'static str> = Vec::new();
+    let mut limit = fuzz::Limit::Runs(10_000_000);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut number = |what: &str| -> Result<u64> {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::new(format!("fuzz: {what} needs a number\n\n{USAGE}")))
+        };
+        match a.as_str() {
+            "--smoke" => {
+                return Ok(if fuzz::smoke()? { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+            "--runs" => limit = fuzz::Limit::Runs(number("--runs")?),
+            "--seconds" => limit = fuzz::Limit::Seconds(number("--seconds")?),
+            t => match fuzz::TARGETS.iter().find(|n| **n == t) {
+                Some(n) => targets.push(n),
+                None => {
+                    return Err(Error::new(format!("fuzz: no target `{t}` (targets: {})", fuzz::TARGETS.join(", "))));
+                }
+            },
+        }
+    }
+    if targets.is_empty() {
+        targets = fuzz::TARGETS.to_vec();
+    }
+    let rustup = fuzz::ensure_tools()?;
+    fuzz::build(&rustup)?;
+    let mut results = Vec::new();
+    for t in targets {
+        let log = paths::target_dir().join("armature/fuzz-logs").join(format!("{t}.log"));
+        eprintln!("[xtask] fuzz: {t} ({limit:?}), log {}", log.display());
+        results.push(fuzz::run(&rustup, t, limit, &log, true)?);
+    }
+    for r in &results {
+        eprintln!("[xtask] fuzz: {}", fuzz::summary(r));
+    }
+    Ok(if results.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn main() -> ExitCode {
@@ -435,6 +502,7 @@ fn main() -> ExitCode {
         "run" => cmd_run(rest),
         "test" => cmd_test(rest),
         "bench" => cmd_bench(rest),
+        "fuzz" => cmd_fuzz(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
