@@ -52,11 +52,41 @@ fn home_cargo_bin(name: &str) -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-/// A command that runs under rustup's nightly toolchain, without the
-/// environment a `cargo xtask` run inherits from the stable toolchain.
-fn nightly(rustup: &Path, program: &str) -> Command {
-    let mut cmd = Command::new(rustup);
-    cmd.args(["run", NIGHTLY, program]);
+/// The toolchain the fuzz targets are built with: rustup's nightly, or, where
+/// nightly can neither be found nor installed (a machine that reaches only
+/// the package registries), the pinned toolchain of `rust-toolchain.toml`
+/// with `RUSTC_BOOTSTRAP=1`, which accepts the `-Z` flags cargo-fuzz passes.
+pub struct Tools {
+    rustup: PathBuf,
+    toolchain: String,
+    bootstrap: bool,
+}
+
+/// The `channel` of `rust-toolchain.toml`.
+fn pinned_channel() -> Option<String> {
+    let text = std::fs::read_to_string(workspace_root().join("rust-toolchain.toml")).ok()?;
+    text.lines().find_map(|l| {
+        let v = l.trim().strip_prefix("channel")?.trim().strip_prefix('=')?;
+        Some(v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// Whether rustup has `toolchain` installed.
+fn has_toolchain(rustup: &Path, toolchain: &str) -> bool {
+    Command::new(rustup)
+        .args(["run", toolchain, "rustc", "--version"])
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A command that runs under the fuzz toolchain, without the environment a
+/// `cargo xtask` run inherits from the stable toolchain.
+fn nightly(tools: &Tools, program: &str) -> Command {
+    let mut cmd = Command::new(&tools.rustup);
+    cmd.args(["run", &tools.toolchain, program]);
     for var in [
         "RUSTUP_TOOLCHAIN",
         "CARGO",
@@ -72,6 +102,9 @@ fn nightly(rustup: &Path, program: &str) -> Command {
     ] {
         cmd.env_remove(var);
     }
+    if tools.bootstrap {
+        cmd.env("RUSTC_BOOTSTRAP", "1");
+    }
     cmd
 }
 
@@ -79,42 +112,46 @@ fn status(cmd: &mut Command, what: &str) -> Result<ExitStatus> {
     cmd.status().context(|| format!("running {what}"))
 }
 
-/// Installs what fuzzing needs if it is missing: the nightly toolchain and
-/// cargo-fuzz. Returns rustup's path.
-pub fn ensure_tools() -> Result<PathBuf> {
+/// Installs what fuzzing needs if it is missing: the nightly toolchain (or,
+/// when it cannot be installed, the pinned one in bootstrap mode) and
+/// cargo-fuzz.
+pub fn ensure_tools() -> Result<Tools> {
     let rustup = rustup()?;
-    let ok = Command::new(&rustup)
-        .args(["run", NIGHTLY, "rustc", "--version"])
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
+    let mut tools = Tools { rustup, toolchain: NIGHTLY.to_string(), bootstrap: false };
+    if !has_toolchain(&tools.rustup, NIGHTLY) {
         eprintln!("[xtask] fuzz: installing the nightly toolchain (rustup toolchain install nightly)");
         let s = status(
-            Command::new(&rustup).args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]),
+            Command::new(&tools.rustup).args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]),
             "rustup toolchain install nightly",
         )?;
-        if !s.success() {
-            return Err(Error::new(format!("rustup toolchain install {NIGHTLY} failed ({s})")));
+        if !s.success() || !has_toolchain(&tools.rustup, NIGHTLY) {
+            let pinned = pinned_channel().filter(|p| has_toolchain(&tools.rustup, p)).ok_or_else(|| {
+                Error::new(format!(
+                    "rustup toolchain install {NIGHTLY} failed ({s}) and the pinned toolchain is not installed either"
+                ))
+            })?;
+            eprintln!(
+                "[xtask] fuzz: no nightly toolchain ({s}); building the fuzz targets with {pinned} and RUSTC_BOOTSTRAP=1"
+            );
+            tools.toolchain = pinned;
+            tools.bootstrap = true;
         }
     }
     if find_program("cargo-fuzz").or_else(|| home_cargo_bin("cargo-fuzz")).is_none() {
         eprintln!("[xtask] fuzz: installing cargo-fuzz (cargo install --locked cargo-fuzz; a few minutes)");
         let s =
-            status(nightly(&rustup, "cargo").args(["install", "--locked", "cargo-fuzz"]), "cargo install cargo-fuzz")?;
+            status(nightly(&tools, "cargo").args(["install", "--locked", "cargo-fuzz"]), "cargo install cargo-fuzz")?;
         if !s.success() {
             return Err(Error::new(format!("cargo install --locked cargo-fuzz failed ({s})")));
         }
     }
-    Ok(rustup)
+    Ok(tools)
 }
 
 /// `cargo fuzz` with the options every build and run shares (the same
 /// flags, so that builds are reused).
-fn cargo_fuzz(rustup: &Path, sub: &str) -> Command {
-    let mut cmd = nightly(rustup, "cargo");
+fn cargo_fuzz(tools: &Tools, sub: &str) -> Command {
+    let mut cmd = nightly(tools, "cargo");
     cmd.current_dir(fuzz_dir()).args(["fuzz", sub, "--sanitizer", "none", "--no-trace-compares"]);
     // cargo-fuzz finds `cargo-fuzz` through PATH: make sure ~/.cargo/bin is there.
     if let Some(bin) = home_cargo_bin("cargo-fuzz").and_then(|p| p.parent().map(Path::to_path_buf)) {
@@ -129,8 +166,8 @@ fn cargo_fuzz(rustup: &Path, sub: &str) -> Command {
 }
 
 /// Builds every fuzz target (cached in `fuzz/target/`).
-pub fn build(rustup: &Path) -> Result<()> {
-    let s = status(&mut cargo_fuzz(rustup, "build"), "cargo fuzz build")?;
+pub fn build(tools: &Tools) -> Result<()> {
+    let s = status(&mut cargo_fuzz(tools, "build"), "cargo fuzz build")?;
     if !s.success() {
         return Err(Error::new(format!("cargo fuzz build failed ({s})")));
     }
@@ -224,14 +261,14 @@ pub struct RunResult {
 
 /// Runs one (built) target until `limit`; its output goes to `log` (and,
 /// with `echo`, to the terminal as it comes).
-pub fn run(rustup: &Path, target: &'static str, limit: Limit, log: &Path, echo: bool) -> Result<RunResult> {
+pub fn run(tools: &Tools, target: &'static str, limit: Limit, log: &Path, echo: bool) -> Result<RunResult> {
     let work = fuzz_dir().join("target/corpus").join(target);
     std::fs::create_dir_all(&work).context(|| format!("creating {}", work.display()))?;
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     }
     let seeds = fuzz_dir().join("corpus").join(target);
-    let mut cmd = cargo_fuzz(rustup, "run");
+    let mut cmd = cargo_fuzz(tools, "run");
     cmd.arg(target).arg(&work).arg(&seeds).arg("--");
     match limit {
         Limit::Runs(n) => cmd.arg(format!("-runs={n}")),
@@ -288,13 +325,13 @@ pub fn summary(r: &RunResult) -> String {
 /// The smoke run of `cargo xtask test`: builds every target, runs each for
 /// [`SMOKE_SECONDS`]. True when none crashed.
 pub fn smoke() -> Result<bool> {
-    let rustup = ensure_tools()?;
-    eprintln!("[xtask] fuzz smoke: building the fuzz targets (nightly, cached in fuzz/target/)");
-    build(&rustup)?;
+    let tools = ensure_tools()?;
+    eprintln!("[xtask] fuzz smoke: building the fuzz targets ({}, cached in fuzz/target/)", tools.toolchain);
+    build(&tools)?;
     let mut all_ok = true;
     for t in TARGETS {
         let log = crate::paths::target_dir().join("armature/fuzz-logs").join(format!("smoke-{t}.log"));
-        let r = run(&rustup, t, Limit::Seconds(SMOKE_SECONDS), &log, false)?;
+        let r = run(&tools, t, Limit::Seconds(SMOKE_SECONDS), &log, false)?;
         eprintln!("[xtask] fuzz smoke: {}", summary(&r));
         all_ok &= r.ok;
     }

@@ -477,13 +477,13 @@ fn cmd_fuzz(args: &[String]) -> Result<ExitCode> {
     if targets.is_empty() {
         targets = fuzz::TARGETS.to_vec();
     }
-    let rustup = fuzz::ensure_tools()?;
-    fuzz::build(&rustup)?;
+    let tools = fuzz::ensure_tools()?;
+    fuzz::build(&tools)?;
     let mut results = Vec::new();
     for t in targets {
         let log = paths::target_dir().join("armature/fuzz-logs").join(format!("{t}.log"));
         eprintln!("[xtask] fuzz: {t} ({limit:?}), log {}", log.display());
-        results.push(fuzz::run(&rustup, t, limit, &log, true)?);
+        results.push(fuzz::run(&tools, t, limit, &log, true)?);
     }
     for r in &results {
         eprintln!("[xtask] fuzz: {}", fuzz::summary(r));
