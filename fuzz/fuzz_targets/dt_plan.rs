@@ -44,10 +44,10 @@ fn check(dt: &DeviceTree<'_>) {
         assert!(pages.iter().all(|r| r.base % 0x1000 == 0 && r.size % 0x1000 == 0 && r.size > 0));
         assert!(pages.windows(2).all(|w| w[0].base + w[0].size < w[1].base), "pages overlap or touch");
     }
-    for e in [dt.boot_modules().err(), dt.dom0_modules().err(), dt.stdout().err(), dt.memreserve().err()]
-        .into_iter()
-        .flatten()
-    {
+    for e in [dt.boot_modules().err(), dt.stdout().err(), dt.memreserve().err()].into_iter().flatten() {
+        let _ = e.to_string();
+    }
+    if let Err(e) = dt.dom0_modules() {
         let _ = e.to_string();
     }
 }
